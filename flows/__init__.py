@@ -1,0 +1,1 @@
+"""Prefect flows: one per lifecycle. Parameters are pydantic models so the UI renders forms."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from loopline.config import Settings, load_settings
 from loopline.runtime import configure_environment
@@ -36,9 +37,40 @@ SMALL: dict[str, Any] = {
 def make_project(dest: Path) -> Path:
     """Copy the project's configuration files into ``dest`` (a throwaway project root)."""
     shutil.copytree(REPO_ROOT / "configs", dest / "configs")
-    for name in ("params.yaml", "dvc.yaml"):
+    for name in ("params.yaml", "dvc.yaml", ".dvcignore"):
         if (REPO_ROOT / name).exists():
             shutil.copy2(REPO_ROOT / name, dest / name)
+    return dest
+
+
+# Gates a few-dozen-step test model can pass; the production gates live in configs/.
+LENIENT_GATES: dict[str, Any] = {
+    "gates": [
+        {"metric": "rouge_l", "min": 0.05, "max_regression": 0.5},
+        {"metric": "latency_p95_ms", "higher_is_better": False, "max": 60000.0},
+    ]
+}
+
+
+def make_dvc_project(
+    dest: Path, params: dict[str, Any] | None = None, overlay: dict[str, Any] | None = None
+) -> Path:
+    """A throwaway project DVC can run in: configs, dvc.yaml, params.yaml merged with
+    ``params`` (DVC stages read params.yaml, so overrides must be written there) and a copy of
+    the source tree the stages declare as dependencies; ``overlay`` becomes the local
+    environment overlay."""
+    from loopline.config import deep_merge
+
+    make_project(dest)
+    shutil.copytree(
+        REPO_ROOT / "src" / "loopline",
+        dest / "src" / "loopline",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    merged = deep_merge(yaml.safe_load((dest / "params.yaml").read_text()), params or {})
+    (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    # Non-DVC sections (gates, promotion, ...) go into the local environment overlay.
+    (dest / "configs" / "envs" / "local.yaml").write_text(yaml.safe_dump(overlay or {}))
     return dest
 
 

@@ -74,7 +74,8 @@ class TinyModelConfig(_Frozen):
     def _heads_divide_hidden(self) -> TinyModelConfig:
         if self.hidden_size % self.num_heads:
             raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
+                f"hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_heads ({self.num_heads})"
             )
         return self
 
@@ -316,7 +317,9 @@ def _locate(errors: list[Any], sources: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def _record_sources(data: Mapping[str, Any], source: str, sources: dict[str, str], prefix: str = "") -> None:
+def _record_sources(
+    data: Mapping[str, Any], source: str, sources: dict[str, str], prefix: str = ""
+) -> None:
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         sources[dotted] = source

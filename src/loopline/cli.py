@@ -1,0 +1,245 @@
+"""The ``loopline`` command line. Every step runs with or without Prefect.
+
+Heavy libraries are imported inside commands so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from loopline.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    name="loopline",
+    help="Loopline: train, validate, register and promote LLMs as Prefect flows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ProjectOpt = Annotated[
+    Path, typer.Option("--project", "-p", help="Project checkout (configs/, params.yaml).")
+]
+EnvOpt = Annotated[
+    str | None,
+    typer.Option("--env", "-e", help="Environment overlay (default: LOOPLINE_ENV or local)."),
+]
+NoPrefectOpt = Annotated[
+    bool, typer.Option("--no-prefect", help="Run the steps directly, without the orchestrator.")
+]
+JsonOpt = Annotated[
+    Path | None, typer.Option("--json", help="Also write the run summary as JSON to this file.")
+]
+
+
+def _settings(project: Path, env: str | None, set_args: list[str] | None = None) -> Settings:
+    try:
+        return load_settings(project, env=env, set_args=set_args)
+    except ConfigError as exc:
+        typer.secho(f"configuration error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def _echo(message: str) -> None:
+    typer.echo(f"[loopline] {message}")
+
+
+def _prefect_env(settings: Settings) -> None:
+    """Point Prefect's local backend at the checkout's state before Prefect is imported."""
+    os.environ.setdefault("PREFECT_HOME", str(settings.state_path.resolve() / "prefect"))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def _run_flow(settings: Settings, flow_name: str) -> dict[str, Any]:
+    """Run a Prefect flow; the orchestration layer is loaded only here, by name."""
+    import importlib
+
+    _prefect_env(settings)
+    runner = importlib.import_module("flows.runner")
+    result: dict[str, Any] = runner.run_flow(flow_name, settings.root, settings.env)
+    return result
+
+
+def _run_spine(settings: Settings, flow_name: str, no_prefect: bool) -> dict[str, Any]:
+    from loopline.data.contracts import DataValidationError
+    from loopline.reporting import spine_summary
+    from loopline.workflow import run_spine
+
+    try:
+        if no_prefect:
+            res = run_spine(settings, progress=_echo)
+            return spine_summary(res.stage_runs, res.registration, res.review, res.pushed_files)
+        summary = _run_flow(settings, flow_name)
+        return summary["train"] if flow_name == "pipeline" else summary
+    except DataValidationError as exc:
+        typer.secho(f"data validation failed, nothing was trained:\n{exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+def _report(summary: dict[str, Any], settings: Settings, json_path: Path | None) -> None:
+    from loopline.reporting import format_summary
+
+    typer.echo(format_summary(summary))
+    typer.echo(
+        "\nWhere to look:\n"
+        f"  state        {settings.state_path}\n"
+        "  status       loopline status\n"
+        "  MLflow UI    loopline ui mlflow   (http://127.0.0.1:5000)\n"
+        "  Prefect UI   loopline ui prefect  (http://127.0.0.1:4200)"
+    )
+    if json_path:
+        json_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+@app.command()
+def run(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    no_prefect: NoPrefectOpt = False,
+    json_out: JsonOpt = None,
+) -> None:
+    """Run the whole pipeline on this checkout (embedded defaults unless --env says otherwise)."""
+    settings = _settings(project, env)
+    _echo(f"pipeline on {settings.root} (env {settings.env}, state {settings.state_dir}/)")
+    summary = _run_spine(settings, "pipeline", no_prefect)
+    _report(summary, settings, json_out)
+
+
+@app.command()
+def train(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    no_prefect: NoPrefectOpt = False,
+    json_out: JsonOpt = None,
+) -> None:
+    """Data stages, validation, training, evaluation, registration and promotion."""
+    settings = _settings(project, env)
+    summary = _run_spine(settings, "train", no_prefect)
+    _report(summary, settings, json_out)
+
+
+@app.command("validate-data")
+def validate_data(
+    path: Annotated[
+        Path, typer.Argument(help="A dataset file (.jsonl/.csv/.parquet) or a prepared directory.")
+    ],
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+) -> None:
+    """Validate a dataset against the data contract; exit 1 listing every failed expectation."""
+    from loopline.data.contracts import DataValidationError, validate_path
+
+    settings = _settings(project, env)
+    try:
+        report = validate_path(path, settings)
+    except DataValidationError as exc:
+        typer.secho(f"INVALID {path}\n{exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"OK {path}: {report.summary()}")
+
+
+class StageName(StrEnum):
+    generate = "generate"
+    prepare = "prepare"
+    validate = "validate"
+    train = "train"
+    evaluate = "evaluate"
+
+
+@app.command(hidden=False)
+def stage(
+    name: Annotated[StageName, typer.Argument(help="The dvc.yaml stage to execute.")],
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+) -> None:
+    """Execute one stage body (what dvc.yaml calls; use `dvc repro` to run only stale ones)."""
+    from loopline import stages
+
+    settings = _settings(project, env)
+    try:
+        message = stages.run(settings, name.value)
+    except stages.StageError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    _echo(message)
+
+
+@app.command()
+def status(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Champion and challenger: versions, metrics, lineage; and the latest audit entries."""
+    from loopline.status import collect_status, format_status
+
+    settings = _settings(project, env)
+    info = collect_status(settings)
+    typer.echo(json.dumps(info, indent=2, default=str) if as_json else format_status(info))
+
+
+@app.command("config")
+def show_config(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. training.max_steps=10")
+    ] = None,
+) -> None:
+    """Print the resolved configuration (after env overlay and overrides)."""
+    settings = _settings(project, env, set_)
+    typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+
+
+class UiName(StrEnum):
+    mlflow = "mlflow"
+    prefect = "prefect"
+
+
+@app.command()
+def ui(
+    which: Annotated[UiName, typer.Argument(help="mlflow or prefect")],
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 5000 / 4200).")] = None,
+) -> None:
+    """Start the MLflow or Prefect UI on 127.0.0.1 over this checkout's state."""
+    settings = _settings(project, env)
+    bindir = Path(sys.executable).parent
+    environ = dict(os.environ)
+    if which is UiName.mlflow:
+        environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        cmd = [
+            str(bindir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port or 5000),
+            "--workers", "1", "--backend-store-uri", settings.tracking_uri,
+            "--default-artifact-root", settings.artifact_location,
+        ]  # fmt: skip
+    else:
+        environ["PREFECT_HOME"] = str(settings.state_path.resolve() / "prefect")
+        cmd = [
+            str(bindir / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port or 4200),
+        ]
+    _echo(" ".join(cmd))
+    raise typer.Exit(subprocess.call(cmd, env=environ))
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,50 @@
+"""What ``loopline status`` shows: champion, challenger, metrics, lineage, recent audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopline.config import Settings
+from loopline.reporting import format_metrics
+
+
+def collect_status(settings: Settings, audit_tail: int = 5) -> dict[str, Any]:
+    from loopline.governance.audit import AuditTrail
+    from loopline.registry.mlflow_registry import ModelRegistry
+
+    info: dict[str, Any] = {"model": settings.model.name, "state_dir": str(settings.state_path)}
+    if not (settings.state_path / "mlflow.db").exists() and settings.tracking.tracking_uri is None:
+        info["registry"] = None
+        info["hint"] = "nothing registered yet: run `loopline run`"
+    else:
+        info["registry"] = ModelRegistry(settings).status()
+    trail = AuditTrail(settings.state_path / "audit.jsonl")
+    entries = list(trail.entries()) if trail.path.exists() else []
+    info["audit"] = [e.model_dump(mode="json") for e in entries[-audit_tail:]]
+    return info
+
+
+def format_status(info: dict[str, Any]) -> str:
+    lines = [f"model {info['model']}  (state {info['state_dir']})"]
+    registry = info.get("registry")
+    if not registry:
+        lines.append(f"  {info.get('hint', 'no registry')}")
+        return "\n".join(lines)
+    for alias in ("champion", "challenger"):
+        entry = registry.get(alias)
+        if not entry:
+            lines.append(f"  {alias:<10} none")
+            continue
+        lines.append(f"  {alias:<10} version {entry['version']}  run {entry['run_id']}")
+        lines.append(f"  {'':<10} {format_metrics(entry.get('metrics', {}))}")
+        tags = entry.get("tags", {})
+        lineage = {k: v for k, v in tags.items() if k.startswith("loopline.")}
+        for key in sorted(lineage):
+            lines.append(f"  {'':<10} {key} = {lineage[key]}")
+    if info.get("audit"):
+        lines.append("  recent audit entries:")
+        for e in info["audit"]:
+            lines.append(
+                f"    #{e['seq']} {e['timestamp']} {e['action']} {e['subject']} by {e['actor']}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""The train/pipeline flows end to end under a real Prefect backend, DVC and MLflow."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.params import ProjectParams
+from loopline.config import load_settings
+from tests.conftest import LENIENT_GATES, SMALL, make_dvc_project
+from tests.flows.conftest import git_init
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dict:
+    """Run the pipeline flow twice on one small project and keep both summaries."""
+    from flows.pipeline import pipeline
+
+    root = make_dvc_project(tmp_path_factory.mktemp("flowproj"), SMALL, LENIENT_GATES)
+    git_init(root)
+    params = ProjectParams(project_root=str(root), env="local")
+    first = pipeline(params)["train"]
+    second = pipeline(params)["train"]
+    return {"root": root, "first": first, "second": second}
+
+
+def test_first_run_registers_and_promotes_version_1(trained_project: dict) -> None:
+    first = trained_project["first"]
+    assert [s for s, info in first["stages"].items() if info["ran"]] == [
+        "generate", "prepare", "validate", "train", "evaluate",
+    ]  # fmt: skip
+    assert first["version"] == "1" and not first["reused_version"]
+    assert first["gates_passed"], first["gates"]
+    assert first["decision"] == "promote"
+    assert first["champion_before"] is None
+
+
+def test_registry_has_aliases_card_and_lineage(trained_project: dict) -> None:
+    from mlflow import MlflowClient
+
+    settings = load_settings(trained_project["root"], env="local")
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    name = settings.model.name
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == "1"
+    # `challenger` marks a candidate awaiting a decision; promotion consumes it.
+    assert "challenger" not in client.get_registered_model(name).aliases
+    # Model card: version description and an artifact of the run.
+    assert "Intended use" in champion.description
+    assert "intent_accuracy" in champion.description
+    artifacts = [a.path for a in client.list_artifacts(champion.run_id)]
+    assert any("model_card" in p for p in artifacts), artifacts
+    # Lineage tags: git commit, data version from dvc.lock, model fingerprint, config hash.
+    tags = champion.tags
+    lock = yaml.safe_load((trained_project["root"] / "dvc.lock").read_text())
+    prepared_md5 = next(
+        o["md5"] for o in lock["stages"]["prepare"]["outs"] if o["path"] == "data/prepared"
+    )
+    assert prepared_md5 in tags.values()
+    assert len(tags["loopline.git_commit"]) == 40
+    assert tags["loopline.git_dirty"] in {"true", "false"}
+    assert tags["loopline.model_fingerprint"]
+    # Run logged params, metrics and the evaluation report.
+    run = client.get_run(champion.run_id)
+    assert run.data.params["training.max_steps"] == str(SMALL["training"]["max_steps"])
+    assert 0.0 <= run.data.metrics["rouge_l"] <= 1.0
+    assert run.data.metrics["intent_accuracy"] >= 0.0
+
+
+def test_second_run_reruns_nothing_and_registers_nothing(trained_project: dict) -> None:
+    second = trained_project["second"]
+    assert not any(info["ran"] for info in second["stages"].values()), second["stages"]
+    assert second["version"] == "1" and second["reused_version"]
+    assert second["decision"] == "keep_champion"
+    settings = load_settings(trained_project["root"], env="local")
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    assert len(client.search_model_versions(f"name='{settings.model.name}'")) == 1
+
+
+def test_audit_trail_records_registration_and_promotion(trained_project: dict) -> None:
+    from loopline.governance.audit import AuditTrail
+
+    trail = AuditTrail(trained_project["root"] / ".loopline" / "audit.jsonl")
+    trail.verify()
+    actions = [e.action for e in trail.entries()]
+    assert actions[:2] == ["register", "promote"]
+    assert actions.count("register") == 1
+
+
+def test_dvc_remote_holds_the_data(trained_project: dict) -> None:
+    remote = trained_project["root"] / ".loopline" / "dvc-remote"
+    assert sum(1 for p in remote.rglob("*") if p.is_file()) > 0
+
+
+def _version_count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("select count(*) from model_versions").fetchone()[0])
+
+
+def test_invalid_data_stops_the_flow_before_training(tmp_path: Path, prefect_harness: None) -> None:
+    """A generate stage that emits broken tickets: validation fails, nothing is trained or
+    registered, and the error lists each failed expectation."""
+    from flows.train import train
+    from loopline.data.contracts import DataValidationError
+    from loopline.data.io import write_jsonl
+    from loopline.data.prepare import build_raw
+
+    root = make_dvc_project(tmp_path / "broken", SMALL)
+    raw, _ = build_raw(load_settings(root, env="local").data)
+    raw.loc[raw.index[:7], "intent"] = "lost_parcel"  # a label outside the contract
+    raw.loc[raw.index[7:10], "prompt"] = "x" * 5000  # longer than data.max_prompt_chars
+    bad = write_jsonl(raw, tmp_path / "bad_tickets.jsonl")
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
+    dvc["stages"]["generate"]["cmd"] = f"mkdir -p data/raw && cp {bad} data/raw/tickets.jsonl"
+    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+    with pytest.raises(DataValidationError) as err:
+        train(ProjectParams(project_root=str(root), env="local"))
+    message = str(err.value)
+    assert "lost_parcel" in message
+    assert "prompt" in message
+    assert not (root / "artifacts" / "model").exists()
+    assert _version_count(root / ".loopline" / "mlflow.db") == 0
