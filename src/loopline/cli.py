@@ -99,6 +99,15 @@ def _report(summary: dict[str, Any], settings: Settings, json_path: Path | None)
         json_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
 
+def _spine_command(
+    flow_name: str, project: Path, env: str | None, no_prefect: bool, json_out: Path | None
+) -> None:
+    settings = _settings(project, env)
+    _echo(f"{flow_name} on {settings.root} (env {settings.env}, state {settings.state_dir}/)")
+    summary = _run_spine(settings, flow_name, no_prefect)
+    _report(summary, settings, json_out)
+
+
 @app.command()
 def run(
     project: ProjectOpt = Path("."),
@@ -107,10 +116,7 @@ def run(
     json_out: JsonOpt = None,
 ) -> None:
     """Run the whole pipeline on this checkout (embedded defaults unless --env says otherwise)."""
-    settings = _settings(project, env)
-    _echo(f"pipeline on {settings.root} (env {settings.env}, state {settings.state_dir}/)")
-    summary = _run_spine(settings, "pipeline", no_prefect)
-    _report(summary, settings, json_out)
+    _spine_command("pipeline", project, env, no_prefect, json_out)
 
 
 @app.command()
@@ -121,9 +127,7 @@ def train(
     json_out: JsonOpt = None,
 ) -> None:
     """Data stages, validation, training, evaluation, registration and promotion."""
-    settings = _settings(project, env)
-    summary = _run_spine(settings, "train", no_prefect)
-    _report(summary, settings, json_out)
+    _spine_command("train", project, env, no_prefect, json_out)
 
 
 @app.command("validate-data")

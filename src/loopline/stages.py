@@ -7,39 +7,14 @@ which is not a file DVC can track.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
-
 from loopline.config import Settings
+from loopline.fsutil import write_json
 
 MODEL_DIR = "artifacts/model"
 REPORTS_DIR = "artifacts/reports"
 VALIDATION_REPORT = f"{REPORTS_DIR}/data_validation.json"
 TRAIN_REPORT = f"{REPORTS_DIR}/train.json"
 EVAL_REPORT = f"{REPORTS_DIR}/eval.json"
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically: a temp file in the same directory, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 class StageError(RuntimeError):
@@ -69,9 +44,9 @@ def _validate(settings: Settings) -> str:
         report = validate_path(prepared, settings)
     except DataValidationError as exc:
         # The report is written before failing so the orchestrator can show every failure.
-        write_json(out, exc.report.model_dump(mode="json"))
+        write_json(exc.report.model_dump(mode="json"), out)
         raise StageError(f"data validation failed:\n{exc}") from None
-    write_json(out, report.model_dump(mode="json"))
+    write_json(report.model_dump(mode="json"), out)
     return f"data valid: {report.summary()}"
 
 
@@ -81,8 +56,7 @@ def _train(settings: Settings) -> str:
     report = train_model(
         settings, settings.path(settings.data.prepared_dir), settings.path(MODEL_DIR)
     )
-    payload = report.model_dump(mode="json") if hasattr(report, "model_dump") else vars(report)
-    write_json(settings.path(TRAIN_REPORT), payload)
+    write_json(report.model_dump(mode="json"), settings.path(TRAIN_REPORT))
     return f"trained {settings.training.mode} model in {MODEL_DIR}"
 
 
@@ -94,8 +68,7 @@ def _evaluate(settings: Settings) -> str:
     frames = read_prepared(settings.path(settings.data.prepared_dir))
     generator = load_generator(str(settings.path(MODEL_DIR)))
     report = evaluate_generator(generator, frames["test"], settings.evaluation)
-    payload = report.model_dump(mode="json") if hasattr(report, "model_dump") else vars(report)
-    write_json(settings.path(EVAL_REPORT), payload)
+    write_json(report.model_dump(mode="json"), settings.path(EVAL_REPORT))
     return "evaluated: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(report.metrics.items()))
 
 

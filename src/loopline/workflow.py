@@ -19,6 +19,7 @@ from typing import Any
 from loopline import stages, versioning
 from loopline.config import Settings
 from loopline.evaluation.gates import GateResult, evaluate_gates
+from loopline.fsutil import read_json
 from loopline.governance.audit import AuditTrail
 from loopline.registry.promotion import CandidateSummary, PromotionDecision, decide_promotion
 
@@ -86,7 +87,7 @@ def run_stage(settings: Settings, stage: str) -> versioning.StageRun:
 
             report_path = settings.path(stages.VALIDATION_REPORT)
             if report_path.exists():
-                report = ValidationReport.model_validate(stages.read_json(report_path))
+                report = ValidationReport.model_validate(read_json(report_path))
                 if not report.success:
                     raise DataValidationError(report) from None
         raise
@@ -109,8 +110,8 @@ def register_candidate(settings: Settings) -> Registration:
         return Registration(
             existing.name, existing.version, existing.run_id, dict(existing.metrics), True
         )
-    train_report = stages.read_json(settings.path(stages.TRAIN_REPORT))
-    eval_report = stages.read_json(settings.path(stages.EVAL_REPORT))
+    train_report = read_json(settings.path(stages.TRAIN_REPORT))
+    eval_report = read_json(settings.path(stages.EVAL_REPORT))
     params = {
         **{f"model.{k}": v for k, v in settings.model.tiny.model_dump().items()},
         **{
@@ -172,8 +173,8 @@ def apply_review(settings: Settings, review: Review) -> None:
     registry = ModelRegistry(settings)
     version = review.candidate.version
     if not review.candidate.reused:
-        eval_report = stages.read_json(settings.path(stages.EVAL_REPORT))
-        train_report = stages.read_json(settings.path(stages.TRAIN_REPORT))
+        eval_report = read_json(settings.path(stages.EVAL_REPORT))
+        train_report = read_json(settings.path(stages.TRAIN_REPORT))
         registered = registry.get_version(version)
         card = render_model_card(
             settings=settings,

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 
 from loopline.data.splits import SPLITS
+from loopline.fsutil import atomic_writer, write_json
+
+__all__ = ["atomic_writer", "read_dataset", "read_prepared", "write_json", "write_jsonl"]
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".jsonl", ".csv", ".parquet")
 
@@ -141,39 +140,7 @@ def read_prepared(directory: Path | str) -> dict[str, pd.DataFrame]:
     return {split: read_dataset(directory / f"{split}.jsonl") for split in SPLITS}
 
 
-# -- writing -------------------------------------------------------------------------------
-
-
-@contextmanager
-def atomic_writer(path: Path | str) -> Iterator[IO[str]]:
-    """Open a text file that appears at ``path`` only once fully written and fsynced."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # not supported on every platform / filesystem
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+# -- writing (atomic_writer and write_json come from loopline.fsutil) -----------------------
 
 
 def _jsonable(value: Any) -> Any:
@@ -197,13 +164,4 @@ def write_jsonl(df: pd.DataFrame, path: Path | str) -> Path:
             record = {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
             handle.write(json.dumps(record, ensure_ascii=False))
             handle.write("\n")
-    return path
-
-
-def write_json(data: Mapping[str, Any], path: Path | str) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    path = Path(path)
-    with atomic_writer(path) as handle:
-        json.dump(data, handle, indent=2, sort_keys=True, default=_jsonable)
-        handle.write("\n")
     return path

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loopline.config import Settings
+from loopline.fsutil import fsync_dir
 
 GENESIS = "0" * 64
 FILE_NAME = "audit.jsonl"
@@ -164,7 +165,7 @@ class AuditTrail:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         return entry
 
     def _lines(self) -> Iterator[tuple[int, bytes]]:
@@ -209,16 +210,3 @@ class AuditTrail:
             count += 1
         if expected_head is not None and prev != expected_head:
             raise AuditIntegrityError(count, "the trail does not end at the expected head")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
