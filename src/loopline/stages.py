@@ -66,8 +66,13 @@ def _evaluate(settings: Settings) -> str:
     from loopline.models.base import load_generator
 
     frames = read_prepared(settings.path(settings.data.prepared_dir))
-    generator = load_generator(str(settings.path(MODEL_DIR)))
-    report = evaluate_generator(generator, frames["test"], settings.evaluation)
+    cfg = settings.evaluation
+    generator = load_generator(
+        str(settings.path(MODEL_DIR)),
+        max_batch_size=cfg.batch_size,
+        num_threads=cfg.num_threads or None,
+    )
+    report = evaluate_generator(generator, frames["test"], cfg)
     write_json(report.model_dump(mode="json"), settings.path(EVAL_REPORT))
     return "evaluated: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(report.metrics.items()))
 

@@ -43,3 +43,8 @@ def parse_output(text: str) -> ParsedOutput:
     r = _REPLY.search(text)
     reply = r.group(1).strip() if r else (text[m.end() :] if m else text).strip()
     return ParsedOutput(intent=intent, reply=reply)
+
+
+# Name of the format above, recorded in every model folder Loopline trains. Change it (and
+# only then) when format_prompt/format_target change in a way old models would not follow.
+PROMPT_FORMAT = "loopline-v1"
