@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -129,3 +130,23 @@ def test_invalid_data_stops_the_flow_before_training(tmp_path: Path, prefect_har
     assert "prompt" in message
     assert not (root / "artifacts" / "model").exists()
     assert _version_count(root / ".loopline" / "mlflow.db") == 0
+
+
+def test_status_shows_champion_metrics_lineage_and_audit(trained_project: dict) -> None:
+    from typer.testing import CliRunner
+
+    from loopline.cli import app
+
+    result = CliRunner().invoke(app, ["status", "--project", str(trained_project["root"])])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.strip().startswith("champion   version 1") for line in lines), result.output
+    assert "rouge_l=" in result.output
+    assert "loopline.git_commit" in result.output
+    assert "loopline.data.prepared_md5" in result.output
+    assert "promote loopline-support/1" in result.output
+    as_json = CliRunner().invoke(
+        app, ["status", "--json", "--project", str(trained_project["root"])]
+    )
+    info = json.loads(as_json.output)
+    assert info["registry"]["champion"]["version"] == "1"
