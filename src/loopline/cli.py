@@ -56,6 +56,9 @@ def _prefect_env(settings: Settings) -> None:
     """Point Prefect's local backend at the checkout's state before Prefect is imported."""
     os.environ.setdefault("PREFECT_HOME", str(settings.state_path.resolve() / "prefect"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # The first start on a fresh PREFECT_HOME migrates its database; on a busy 2-core machine
+    # that can exceed Prefect's 20 s default.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _run_flow(settings: Settings, flow_name: str) -> dict[str, Any]:
