@@ -54,7 +54,8 @@ def _echo(message: str) -> None:
 
 def _prefect_env(settings: Settings) -> None:
     """Point Prefect's local backend at the checkout's state before Prefect is imported."""
-    os.environ.setdefault("PREFECT_HOME", str(settings.state_path.resolve() / "prefect"))
+    home = Path(os.environ.setdefault("PREFECT_HOME", str(settings.state_path / "prefect")))
+    home.mkdir(parents=True, exist_ok=True)  # Prefect creates only the last component
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     # The first start on a fresh PREFECT_HOME migrates its database; on a busy 2-core machine
     # that can exceed Prefect's 20 s default.
