@@ -163,7 +163,9 @@ def _entry_md5(entry: Any) -> tuple[str, str] | None:
 
 
 def dvc_hashes(lock_file: str | Path) -> dict[str, str]:
-    """``{path: md5}`` for every dep and out in ``dvc.lock``; empty if the file does not exist.
+    """``{path: md5}`` of the data in ``dvc.lock``: every stage output, plus external inputs
+    (dependencies no stage produces). Source code is left out: the git commit pins it.
+    Empty if the file does not exist.
 
     Directory hashes keep DVC's ``.dir`` suffix, so they can be looked up in the DVC cache.
     """
@@ -188,7 +190,12 @@ def dvc_hashes(lock_file: str | Path) -> dict[str, str]:
                 found = _entry_md5(entry)
                 if found is not None:
                     target[found[0]] = found[1]
-    return {**consumed, **produced}
+    external = {p: h for p, h in consumed.items() if not _is_source(p)}
+    return {**external, **produced}
+
+
+def _is_source(path: str) -> bool:
+    return path.startswith("src/") or path.endswith(".py")
 
 
 # -- configuration and model -----------------------------------------------------------------
