@@ -14,9 +14,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from loopline.config import Settings
 
@@ -115,17 +112,3 @@ def push(settings: Settings) -> int:
             return int(repo.push(remote=settings.dvc.remote_name) or 0)
         finally:
             repo.close()
-
-
-def lock_hashes(settings: Settings) -> dict[str, str]:
-    """``{output path: md5}`` for every output recorded in ``dvc.lock`` (empty if none)."""
-    lock = Path(settings.root) / "dvc.lock"
-    if not lock.exists():
-        return {}
-    data: dict[str, Any] = yaml.safe_load(lock.read_text()) or {}
-    hashes: dict[str, str] = {}
-    for stage in (data.get("stages") or {}).values():
-        for out in stage.get("outs") or []:
-            if "md5" in out:
-                hashes[out["path"]] = out["md5"]
-    return hashes
