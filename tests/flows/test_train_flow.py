@@ -27,7 +27,13 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory, prefect_harness: N
     params = ProjectParams(project_root=str(root), env="local")
     first = pipeline(params)["train"]
     second = pipeline(params)["train"]
-    return {"root": root, "first": first, "second": second}
+    # A parameter change retrains: a second version is reviewed against champion v1.
+    settings_file = root / "params.yaml"
+    changed = yaml.safe_load(settings_file.read_text())
+    changed["training"]["seed"] += 1
+    settings_file.write_text(yaml.safe_dump(changed, sort_keys=False))
+    third = pipeline(params)["train"]
+    return {"root": root, "first": first, "second": second, "third": third}
 
 
 def test_first_run_registers_and_promotes_version_1(trained_project: dict) -> None:
@@ -47,10 +53,9 @@ def test_registry_has_aliases_card_and_lineage(trained_project: dict) -> None:
     settings = load_settings(trained_project["root"], env="local")
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
     name = settings.model.name
-    champion = client.get_model_version_by_alias(name, "champion")
-    assert str(champion.version) == "1"
-    # `challenger` marks a candidate awaiting a decision; promotion consumes it.
-    assert "challenger" not in client.get_registered_model(name).aliases
+    # Version 1 as the first run left it (the retrain test checks how aliases moved later).
+    champion = client.get_model_version(name, "1")
+    assert trained_project["first"]["decision"] == "promote"
     # Model card: version description and an artifact of the run.
     assert "Intended use" in champion.description
     assert "intent_accuracy" in champion.description
@@ -82,7 +87,30 @@ def test_second_run_reruns_nothing_and_registers_nothing(trained_project: dict) 
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
-    assert len(client.search_model_versions(f"name='{settings.model.name}'")) == 1
+    versions = client.search_model_versions(f"name='{settings.model.name}'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]  # 2 is the later retrain
+
+
+def test_retrain_is_reviewed_against_the_champion(trained_project: dict) -> None:
+    third = trained_project["third"]
+    ran = [stage for stage, info in third["stages"].items() if info["ran"]]
+    assert ran == ["train", "evaluate"]  # the data stages did not change
+    assert third["version"] == "2" and not third["reused_version"]
+    assert third["champion_before"] == "1"
+    regression = [g for g in third["gates"] if g["gate"].endswith("no_regression")]
+    assert regression and all("skipped" not in g["message"] for g in regression)
+    assert third["decision"] in {"promote", "keep_champion"}
+    from mlflow import MlflowClient
+
+    settings = load_settings(trained_project["root"], env="local")
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    aliases = {
+        k: str(v) for k, v in client.get_registered_model(settings.model.name).aliases.items()
+    }
+    if third["decision"] == "promote":
+        assert aliases["champion"] == "2" and aliases["previous_champion"] == "1"
+    else:
+        assert aliases["champion"] == "1" and aliases["challenger"] == "2"
 
 
 def test_audit_trail_records_registration_and_promotion(trained_project: dict) -> None:
@@ -92,7 +120,7 @@ def test_audit_trail_records_registration_and_promotion(trained_project: dict) -
     trail.verify()
     actions = [e.action for e in trail.entries()]
     assert actions[:2] == ["register", "promote"]
-    assert actions.count("register") == 1
+    assert actions.count("register") == 2  # v1, then v2 after the retrain; none on the rerun
 
 
 def test_dvc_remote_holds_the_data(trained_project: dict) -> None:
@@ -140,7 +168,9 @@ def test_status_shows_champion_metrics_lineage_and_audit(trained_project: dict) 
     result = CliRunner().invoke(app, ["status", "--project", str(trained_project["root"])])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert any(line.strip().startswith("champion   version 1") for line in lines), result.output
+    expected = "2" if trained_project["third"]["decision"] == "promote" else "1"
+    champion_line = f"champion   version {expected}"
+    assert any(line.strip().startswith(champion_line) for line in lines), result.output
     assert "rouge_l=" in result.output
     assert "loopline.git_commit" in result.output
     assert "loopline.data.prepared_md5" in result.output
@@ -149,4 +179,4 @@ def test_status_shows_champion_metrics_lineage_and_audit(trained_project: dict) 
         app, ["status", "--json", "--project", str(trained_project["root"])]
     )
     info = json.loads(as_json.output)
-    assert info["registry"]["champion"]["version"] == "1"
+    assert info["registry"]["champion"]["version"] == expected
