@@ -100,22 +100,15 @@ def _as_float(value: object) -> float | None:
     return float(value)
 
 
-def _missing(spec: GateSpec, kind: GateKind, name: str, threshold: float | None) -> GateCheck:
-    return GateCheck(
-        name=name,
-        metric=spec.metric,
-        kind=kind,
-        value=None,
-        threshold=threshold,
-        passed=False,
-        message=f"{spec.metric} is missing from the candidate's metrics",
-        higher_is_better=spec.higher_is_better,
-    )
-
-
-def _not_a_number(
-    spec: GateSpec, kind: GateKind, name: str, value: float, threshold: float | None
+def _unusable(
+    spec: GateSpec, kind: GateKind, name: str, value: float | None, threshold: float | None
 ) -> GateCheck:
+    """A failed check for a metric that is absent (``value`` None) or not a finite number."""
+    problem = (
+        "is missing from the candidate's metrics"
+        if value is None
+        else f"= {fmt(value)} is not a finite number"
+    )
     return GateCheck(
         name=name,
         metric=spec.metric,
@@ -123,7 +116,7 @@ def _not_a_number(
         value=value,
         threshold=threshold,
         passed=False,
-        message=f"{spec.metric} = {fmt(value)} is not a finite number",
+        message=f"{spec.metric} {problem}",
         higher_is_better=spec.higher_is_better,
     )
 
@@ -133,9 +126,9 @@ def _bound_check(
 ) -> GateCheck:
     name = f"{spec.metric}.{kind}"
     if value is None:
-        return _missing(spec, kind, name, bound)
+        return _unusable(spec, kind, name, None, bound)
     if not math.isfinite(value):
-        return _not_a_number(spec, kind, name, value, bound)
+        return _unusable(spec, kind, name, value, bound)
     if kind == "min":
         ok = value >= bound
         relation = "meets minimum" if ok else "below minimum"
@@ -180,9 +173,9 @@ def _regression_check(
         )
     limit = reference - tolerance if spec.higher_is_better else reference + tolerance
     if value is None:
-        return _missing(spec, "regression", name, limit)
+        return _unusable(spec, "regression", name, None, limit)
     if not math.isfinite(value):
-        return _not_a_number(spec, "regression", name, value, limit)
+        return _unusable(spec, "regression", name, value, limit)
     # Positive ``worsening`` means the candidate is worse than the champion.
     worsening = reference - value if spec.higher_is_better else value - reference
     ok = worsening <= tolerance + EPSILON
