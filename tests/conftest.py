@@ -95,3 +95,12 @@ def _no_stray_mlruns(monkeypatch: pytest.MonkeyPatch) -> None:
     # MLflow writes ./mlruns relative to the cwd when no URI is set: never let a test do that.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     os.environ.setdefault("LOOPLINE_ENV", "local")
+
+
+@pytest.fixture(scope="session")
+def serving_project(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A project whose registry holds a trained tiny champion (v1) and an under-trained v2
+    (shared by the serving, packaging and release tests; see tests/serving/support.py)."""
+    from tests.serving.support import build_serving_project
+
+    return build_serving_project(tmp_path_factory.mktemp("serving"), degraded=True)

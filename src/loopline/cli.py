@@ -35,6 +35,9 @@ EnvOpt = Annotated[
 NoPrefectOpt = Annotated[
     bool, typer.Option("--no-prefect", help="Run the steps directly, without the orchestrator.")
 ]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a setting, e.g. serving.port=8001")
+]
 JsonOpt = Annotated[
     Path | None, typer.Option("--json", help="Also write the run summary as JSON to this file.")
 ]
@@ -205,6 +208,58 @@ def show_config(
     """Print the resolved configuration (after env overlay and overrides)."""
     settings = _settings(project, env, set_)
     typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+
+
+@app.command()
+def serve(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Registry alias or version (default: champion)."),
+    ] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(help="Serve this model folder instead of a registry version."),
+    ] = None,
+    checksum: Annotated[
+        str | None,
+        typer.Option(help="Expected sha256 of --model-dir (default: MODEL_CHECKSUM beside it)."),
+    ] = None,
+    version_label: Annotated[
+        str | None, typer.Option(help="Version to report for --model-dir.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default serving.port).")] = None,
+    variant: Annotated[
+        str, typer.Option(help="Variant label for metrics and the request log.")
+    ] = "stable",
+    request_log: Annotated[
+        Path | None, typer.Option(help="Request log directory (default under serving.)")
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Serve a registered model through an OpenAI-compatible API (verified before loading)."""
+    from loopline.serving.model_store import ServingError
+    from loopline.serving.server import ServeOptions
+    from loopline.serving.server import serve as run_server
+
+    settings = _settings(project, env, set_)
+    opts = ServeOptions(
+        model=model,
+        model_dir=model_dir,
+        checksum=checksum,
+        version_label=version_label,
+        host=host,
+        port=port,
+        variant=variant,
+        request_log=request_log,
+    )
+    try:
+        run_server(settings, opts)
+    except ServingError as exc:
+        typer.secho(f"cannot serve: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
 
 
 class UiName(StrEnum):

@@ -24,6 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loopline.release.policy import ReleaseConfig
+
 
 class ConfigError(ValueError):
     """A configuration file is missing, malformed or has invalid values."""
@@ -180,6 +182,54 @@ class DvcConfig(_Frozen):
     push: bool = True
 
 
+class FaultConfig(_Frozen):
+    """Faults a server injects on purpose (release drills, chaos tests); all off by default.
+
+    ``error_rate``: share of completion requests answered 500 (seeded, reproducible).
+    ``extra_latency_ms``: added to every completion. ``garble_rate``: share of replies
+    replaced by a degenerate text (a quality regression a canary must catch).
+    """
+
+    error_rate: float = Field(0.0, ge=0, le=1)
+    extra_latency_ms: float = Field(0.0, ge=0)
+    garble_rate: float = Field(0.0, ge=0, le=1)
+    seed: int = 0
+
+
+class ServingConfig(_Frozen):
+    """The model server (``loopline serve``): batching, cache, limits, request log, prices."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_batch_size: int = Field(32, ge=1, le=1024)
+    max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    max_queue: int = Field(256, ge=1)
+    retry_after_s: int = Field(1, ge=1)
+    request_timeout_s: float = Field(30.0, gt=0)
+    max_prompt_chars: int = Field(4000, ge=1)
+    max_tokens_limit: int = Field(256, ge=1)
+    default_max_tokens: int = Field(80, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    cache_size: int = Field(1024, ge=0)
+    cache_ttl_s: float = Field(300.0, ge=0)
+    num_threads: int = Field(1, ge=1)
+    price_per_1k_prompt_tokens: float = Field(0.0005, ge=0)
+    price_per_1k_completion_tokens: float = Field(0.0015, ge=0)
+    request_log_dir: str = ".loopline/serving/requests"
+    request_log_max_bytes: int = Field(64 * 1024 * 1024, ge=4096)
+    model_cache_dir: str = ".loopline/serving/models"
+    faults: FaultConfig = FaultConfig()
+
+    @model_validator(mode="after")
+    def _limits(self) -> ServingConfig:
+        if self.default_max_tokens > self.max_tokens_limit:
+            raise ValueError(
+                f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens_limit "
+                f"({self.max_tokens_limit})"
+            )
+        return self
+
+
 class Settings(_Frozen):
     project: str = "loopline"
     env: str = "local"
@@ -192,6 +242,8 @@ class Settings(_Frozen):
     promotion: PromotionPolicy = PromotionPolicy()
     tracking: TrackingConfig = TrackingConfig()
     dvc: DvcConfig = DvcConfig()
+    serving: ServingConfig = ServingConfig()
+    release: ReleaseConfig = ReleaseConfig()
 
     # Resolved at load time: the directory relative paths are taken from.
     root: str = "."

@@ -30,13 +30,15 @@ class Generation:
     ``text`` excludes the prompt and the stop token. ``completion_tokens`` counts every
     generated token including the stop token when one was produced. ``latency_s`` is the wall
     time the request waited for its answer: for a batched backend, the wall time of the batch
-    the request was part of.
+    the request was part of. ``first_token_s`` is the time until its first token existed
+    (the prefill of its batch), when the backend knows it.
     """
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     latency_s: float
+    first_token_s: float | None = None
 
 
 @runtime_checkable

@@ -222,6 +222,7 @@ class CausalLMGenerator:
         done = torch.zeros(batch, dtype=torch.bool)
         produced = torch.zeros(batch, dtype=torch.long)
         steps: list[torch.Tensor] = []
+        first_token_s: float | None = None
 
         cache = self._new_cache(total)
         with torch.inference_mode():
@@ -242,6 +243,8 @@ class CausalLMGenerator:
                     token = logits.argmax(dim=-1)
                 token = torch.where(done, torch.full_like(token, self.pad_id), token)
                 steps.append(token)
+                if first_token_s is None:
+                    first_token_s = time.perf_counter() - t0
                 produced += (~done).long()
                 done |= torch.isin(token, stop)
                 if bool(done.all()) or step == max_new_tokens - 1:
@@ -271,6 +274,7 @@ class CausalLMGenerator:
                 prompt_tokens=len(encoded[row]),
                 completion_tokens=int(produced[row]),
                 latency_s=latency,
+                first_token_s=first_token_s,
             )
             for row in range(batch)
         ]
