@@ -349,3 +349,18 @@ def test_model_dir_with_checksum_file_serves(
     ) as srv:  # fmt: skip
         ready = httpx.get(f"{srv.url}/readyz", timeout=5).json()
         assert ready["version"] == "7" and ready["fingerprint"] == model_fingerprint(folder)
+
+
+def test_openai_backend_generates_what_the_model_generates_in_process(
+    server: Any, serving_project: ServingProject
+) -> None:
+    from loopline.models.base import load_generator
+
+    prompts = ["my parcel never arrived", "please reset my password", "cancel my plan"]
+    remote = load_generator(f"openai:{server.url}/v1", max_batch_size=3)
+    assert remote.name.endswith(f"#{serving_project.settings.model.name}")  # first listed
+    local = load_generator(str(serving_project.models["good"]))
+    got = remote.generate(prompts, max_new_tokens=16)
+    want = local.generate(prompts, max_new_tokens=16)
+    assert [g.text for g in got] == [w.text for w in want]
+    assert [g.completion_tokens for g in got] == [w.completion_tokens for w in want]

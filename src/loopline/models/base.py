@@ -108,7 +108,8 @@ def load_generator(
     * ``tiny:<dir>``: a folder trained by Loopline (must carry ``loopline_model.json``).
     * ``hf:<dir>``: any local Hugging Face causal-LM folder (chat template if it has one).
     * ``<dir>``: ``tiny`` when the folder carries Loopline's marker, ``hf`` otherwise.
-    * ``openai:<base_url>``: not available yet; raises ``NotImplementedError``.
+    * ``openai:<base_url>[#model]``: an OpenAI-compatible server (Loopline's own, vLLM,
+      Ollama, OpenAI); ``max_batch_size`` is the number of requests in flight.
 
     ``max_batch_size`` caps how many prompts run through the model at once (default 32);
     ``num_threads`` sets torch's (process-wide) intra-op thread count when given.
@@ -116,10 +117,9 @@ def load_generator(
     """
     parsed = parse_spec(spec)
     if parsed.kind == "openai":
-        raise NotImplementedError(
-            f"model spec {spec!r}: the openai:<base_url> backend is not implemented yet; "
-            "use tiny:<dir> or hf:<dir>"
-        )
+        from loopline.models.openai_backend import from_spec
+
+        return from_spec(parsed.target, concurrency=max_batch_size)
     folder = Path(parsed.target).expanduser()
     if not folder.is_dir():
         raise ModelSpecError(f"model spec {spec!r}: {folder} is not a directory")

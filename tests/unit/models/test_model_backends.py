@@ -1,4 +1,4 @@
-"""Generator backends and model specs: tiny, hf:<path>, openai (reserved), bare paths."""
+"""Generator backends and model specs: tiny, hf:<path>, openai, bare paths."""
 
 from __future__ import annotations
 
@@ -53,9 +53,11 @@ def test_parse_spec_rejects_empty_targets(spec: str) -> None:
         parse_spec(spec)
 
 
-def test_openai_backend_is_reserved_with_a_clear_error() -> None:
-    with pytest.raises(NotImplementedError, match=r"openai:http://x/v1.*not implemented"):
-        load_generator("openai:http://x/v1")
+def test_openai_backend_names_a_bad_url_or_an_unreachable_server() -> None:
+    with pytest.raises(ModelSpecError, match="http"):
+        load_generator("openai:ftp://x/v1#m")
+    with pytest.raises(ModelSpecError, match="cannot list models at http://127.0.0.1:9/v1"):
+        load_generator("openai:http://127.0.0.1:9/v1")
 
 
 def test_missing_folder_is_an_error_naming_the_spec(tmp_path: Path) -> None:
