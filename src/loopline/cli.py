@@ -211,7 +211,7 @@ def show_config(
 
 
 @app.command()
-def serve(
+def serve(  # noqa: PLR0917 - typer options
     project: ProjectOpt = Path("."),
     env: EnvOpt = None,
     model: Annotated[

@@ -56,7 +56,7 @@ def test_parse_spec_rejects_empty_targets(spec: str) -> None:
 def test_openai_backend_names_a_bad_url_or_an_unreachable_server() -> None:
     with pytest.raises(ModelSpecError, match="http"):
         load_generator("openai:ftp://x/v1#m")
-    with pytest.raises(ModelSpecError, match="cannot list models at http://127.0.0.1:9/v1"):
+    with pytest.raises(ModelSpecError, match=r"cannot list models at http://127\.0\.0\.1:9/v1"):
         load_generator("openai:http://127.0.0.1:9/v1")
 
 
