@@ -262,6 +262,108 @@ def serve(  # noqa: PLR0917 - typer options
         raise typer.Exit(1) from None
 
 
+def _deploy_errors() -> tuple[type[BaseException], ...]:
+    from loopline.deploy.stack import DeployError
+    from loopline.registry.mlflow_registry import RegistryError
+    from loopline.routing.client import RouterError
+
+    return (DeployError, RegistryError, RouterError)
+
+
+@app.command()
+def up(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Alias or version.")] = "champion",
+) -> None:
+    """Start the local deployment: the champion behind the traffic router."""
+    from loopline.deploy.service import up as start
+
+    settings = _settings(project, env)
+    try:
+        stack = start(settings, model=model, progress=_echo)
+    except _deploy_errors() as exc:
+        typer.secho(f"cannot start: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    assert stack.router is not None and stack.stable is not None
+    _echo(f"v{stack.stable.version} serving at {stack.router.url}/v1 (OpenAI-compatible)")
+
+
+class StrategyOpt(StrEnum):
+    canary = "canary"
+    blue_green = "blue-green"
+    shadow = "shadow"
+
+
+@app.command()
+def deploy(  # noqa: PLR0917 - typer options
+    strategy: Annotated[StrategyOpt, typer.Option(help="Release strategy.")] = StrategyOpt.canary,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Alias or version to release.")
+    ] = "challenger",
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    set_: SetOpt = None,
+    candidate_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--candidate-set",
+            help="Setting for the candidate server only (e.g. serving.faults.error_rate=0.1).",
+        ),
+    ] = None,
+    poll: Annotated[float, typer.Option(help="Seconds between analyses.")] = 1.0,
+) -> None:
+    """Release a registry version against the running stable, with automatic rollback."""
+    from loopline.deploy.driver import DriverOptions
+    from loopline.deploy.service import deploy as run_deploy
+
+    settings = _settings(project, env, set_)
+    try:
+        record = run_deploy(
+            settings,
+            strategy.value,
+            model=model,
+            candidate_set=candidate_set or (),
+            progress=_echo,
+            options=DriverOptions(poll_s=poll),
+        )
+    except _deploy_errors() as exc:
+        typer.secho(f"cannot deploy: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    for step in record.steps:
+        _echo(f"  step {step.step} [{step.kind}] {step.verdict}: {'; '.join(step.reasons)}")
+    raise typer.Exit(0 if record.outcome in ("promoted", "passed") else 3)
+
+
+@app.command()
+def rollback(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "manual rollback",
+) -> None:
+    """Abort the release in progress, or switch back to the previous champion."""
+    from loopline.deploy.service import rollback as run_rollback
+
+    settings = _settings(project, env)
+    try:
+        result = run_rollback(settings, reason=reason)
+    except _deploy_errors() as exc:
+        typer.secho(f"cannot roll back: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@app.command()
+def down(project: ProjectOpt = Path("."), env: EnvOpt = None) -> None:
+    """Stop the local deployment (router and model servers)."""
+    from loopline.deploy.service import down as stop
+
+    settings = _settings(project, env)
+    stopped = stop(settings)
+    roles = [r for r in ("router", "stable", "candidate", "standby") if getattr(stopped, r)]
+    _echo(f"stopped: {', '.join(roles) or 'nothing was running'}")
+
+
 class UiName(StrEnum):
     mlflow = "mlflow"
     prefect = "prefect"

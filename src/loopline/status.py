@@ -21,7 +21,50 @@ def collect_status(settings: Settings, audit_tail: int = 5) -> dict[str, Any]:
     trail = AuditTrail(settings.state_path / "audit.jsonl")
     entries = list(trail.entries()) if trail.path.exists() else []
     info["audit"] = [e.model_dump(mode="json") for e in entries[-audit_tail:]]
+    from loopline.deploy.service import deployment_status
+
+    info["deployment"] = deployment_status(settings)
     return info
+
+
+def _format_deployment(dep: dict[str, Any]) -> list[str]:
+    live = dep.get("live", {})
+    lines = ["  deployment (local):"]
+    if not live.get("running"):
+        lines.append("    not running (start it: loopline up)")
+    else:
+        router = live.get("router", {})
+        lines.append(f"    router     {router.get('url')}/v1  (admin {router.get('admin')})")
+    for role in ("stable", "candidate", "standby"):
+        if role in live:
+            p = live[role]
+            state = "up" if p["alive"] else "DOWN"
+            lines.append(f"    {role:<10} v{p['version']}  {p['url']}  {state}")
+    if live.get("weights"):
+        w = live["weights"]
+        share, mirror = w["candidate_weight"], w["mirror_percent"]
+        lines.append(f"    traffic    candidate {share:g} %, mirror {mirror:g} %")
+    if live.get("release_in_progress"):
+        lines.append(f"    release in progress: {live['release_in_progress']}")
+    for item in dep.get("history", []):
+        if item["type"] == "release":
+            r = item["record"]
+            lines.append(
+                f"    {r['release_id']} {r['strategy']} v{r['from_version']} -> "
+                f"v{r['to_version']} by {r['requested_by']}: {r['outcome']} ({r['reason']})"
+            )
+            for step in r.get("steps", []):
+                reason = "; ".join(step["reasons"])[:160]
+                lines.append(
+                    f"      step {step['step']} {step['kind']} at {step['candidate_weight']:g} %: "
+                    f"{step['verdict']} — {reason}"
+                )
+        else:
+            lines.append(
+                f"    rollback v{item['from_version']} -> v{item['to_version']} by {item['by']}"
+                f" ({'instant' if item['instant'] else 'restarted'}): {item['reason']}"
+            )
+    return lines
 
 
 def format_status(info: dict[str, Any]) -> str:
@@ -41,6 +84,8 @@ def format_status(info: dict[str, Any]) -> str:
         lineage = {k: v for k, v in tags.items() if k.startswith("loopline.")}
         for key in sorted(lineage):
             lines.append(f"  {'':<10} {key} = {lineage[key]}")
+    if info.get("deployment"):
+        lines.extend(_format_deployment(info["deployment"]))
     if info.get("audit"):
         lines.append("  recent audit entries:")
         for e in info["audit"]:

@@ -77,7 +77,9 @@ def build_serving_project(workdir: Path, *, degraded: bool = False) -> ServingPr
         models["degraded"] = train_tiny(
             workdir / "degraded", training={"max_steps": 12, "warmup_steps": 2}
         )
-        register_model(settings, models["degraded"], "degraded")
+        register_model(settings, models["degraded"], "degraded")  # version 2
+        models["good2"] = train_tiny(workdir / "good2", training={"seed": 43})
+        register_model(settings, models["good2"], "good2")  # version 3: a good candidate
     return ServingProject(root, settings, good, models)
 
 

@@ -11,62 +11,131 @@ are in :mod:`.policy`.
 
 from __future__ import annotations
 
-from loopline.release.analysis import (
-    ArmArrays,
-    ArmMetrics,
-    CanaryArrays,
-    CanaryVerdict,
-    MetricAnalysis,
-    StepMetrics,
-    ThresholdState,
-    Verdict,
-    analyze_canary,
-    analyze_canary_arrays,
-    latency_reference,
-    threshold_check_arrays,
-    threshold_verdict,
-)
-from loopline.release.events import (
-    Action,
-    AnalysisResult,
-    CandidateReady,
-    CandidateUnhealthy,
-    Event,
-    ManualAbort,
-    Mirror,
-    Promote,
-    RecordStep,
-    Rollback,
-    SetWeights,
-    StartCandidate,
-    Started,
-    StopCandidate,
-    TargetFailed,
-    Tick,
-    Warmup,
-)
-from loopline.release.policy import (
-    BlueGreenPolicy,
-    CanaryAnalysisPolicy,
-    CanaryPolicy,
-    ReleaseConfig,
-    ShadowPolicy,
-    StrategyName,
-    ThresholdPolicy,
-)
-from loopline.release.records import DeploymentRecord, ReleaseSpec, StepRecord
-from loopline.release.strategy import (
-    BlueGreenStrategy,
-    CanaryStrategy,
-    InvalidTransitionError,
-    ReleaseState,
-    ShadowStrategy,
-    Strategy,
-    Transition,
-    make_strategy,
-    replay,
-)
-from loopline.release.target import Target, perform, perform_all
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Exports load on first use (PEP 562): the configuration imports the policy models, and
+# should not pay for scipy and the analysis code it does not need.
+_EXPORTS: dict[str, str] = {
+    "Action": "loopline.release.events",
+    "AnalysisResult": "loopline.release.events",
+    "ArmArrays": "loopline.release.analysis",
+    "ArmMetrics": "loopline.release.analysis",
+    "BlueGreenPolicy": "loopline.release.policy",
+    "BlueGreenStrategy": "loopline.release.strategy",
+    "CanaryAnalysisPolicy": "loopline.release.policy",
+    "CanaryArrays": "loopline.release.analysis",
+    "CanaryPolicy": "loopline.release.policy",
+    "CanaryStrategy": "loopline.release.strategy",
+    "CanaryVerdict": "loopline.release.analysis",
+    "CandidateReady": "loopline.release.events",
+    "CandidateUnhealthy": "loopline.release.events",
+    "DeploymentRecord": "loopline.release.records",
+    "Event": "loopline.release.events",
+    "InvalidTransitionError": "loopline.release.strategy",
+    "ManualAbort": "loopline.release.events",
+    "MetricAnalysis": "loopline.release.analysis",
+    "Mirror": "loopline.release.events",
+    "Promote": "loopline.release.events",
+    "RecordStep": "loopline.release.events",
+    "ReleaseConfig": "loopline.release.policy",
+    "ReleaseSpec": "loopline.release.records",
+    "ReleaseState": "loopline.release.strategy",
+    "Rollback": "loopline.release.events",
+    "SetWeights": "loopline.release.events",
+    "ShadowPolicy": "loopline.release.policy",
+    "ShadowStrategy": "loopline.release.strategy",
+    "StartCandidate": "loopline.release.events",
+    "Started": "loopline.release.events",
+    "StepMetrics": "loopline.release.analysis",
+    "StepRecord": "loopline.release.records",
+    "StopCandidate": "loopline.release.events",
+    "Strategy": "loopline.release.strategy",
+    "StrategyName": "loopline.release.policy",
+    "Target": "loopline.release.target",
+    "TargetFailed": "loopline.release.events",
+    "ThresholdPolicy": "loopline.release.policy",
+    "ThresholdState": "loopline.release.analysis",
+    "Tick": "loopline.release.events",
+    "Transition": "loopline.release.strategy",
+    "Verdict": "loopline.release.analysis",
+    "Warmup": "loopline.release.events",
+    "analyze_canary": "loopline.release.analysis",
+    "analyze_canary_arrays": "loopline.release.analysis",
+    "latency_reference": "loopline.release.analysis",
+    "make_strategy": "loopline.release.strategy",
+    "perform": "loopline.release.target",
+    "perform_all": "loopline.release.target",
+    "replay": "loopline.release.strategy",
+    "threshold_check_arrays": "loopline.release.analysis",
+    "threshold_verdict": "loopline.release.analysis",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopline.release' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from loopline.release.analysis import (
+        ArmArrays,
+        ArmMetrics,
+        CanaryArrays,
+        CanaryVerdict,
+        MetricAnalysis,
+        StepMetrics,
+        ThresholdState,
+        Verdict,
+        analyze_canary,
+        analyze_canary_arrays,
+        latency_reference,
+        threshold_check_arrays,
+        threshold_verdict,
+    )
+    from loopline.release.events import (
+        Action,
+        AnalysisResult,
+        CandidateReady,
+        CandidateUnhealthy,
+        Event,
+        ManualAbort,
+        Mirror,
+        Promote,
+        RecordStep,
+        Rollback,
+        SetWeights,
+        StartCandidate,
+        Started,
+        StopCandidate,
+        TargetFailed,
+        Tick,
+        Warmup,
+    )
+    from loopline.release.policy import (
+        BlueGreenPolicy,
+        CanaryAnalysisPolicy,
+        CanaryPolicy,
+        ReleaseConfig,
+        ShadowPolicy,
+        StrategyName,
+        ThresholdPolicy,
+    )
+    from loopline.release.records import DeploymentRecord, ReleaseSpec, StepRecord
+    from loopline.release.strategy import (
+        BlueGreenStrategy,
+        CanaryStrategy,
+        InvalidTransitionError,
+        ReleaseState,
+        ShadowStrategy,
+        Strategy,
+        Transition,
+        make_strategy,
+        replay,
+    )
+    from loopline.release.target import Target, perform, perform_all
 
 __all__ = [
     "Action",

@@ -524,12 +524,20 @@ def _binary(
     )
 
 
+QUALITY_VAR_FLOOR = 1e-4
+"""Smallest per-request variance of quality scores the analysis assumes (SD 0.01 on 0..1)."""
+
+
 def _quality(stable: ArmArrays, candidate: ArmArrays, **kw: Any) -> MetricArrays:
     n_s, n_c = stable.quality_count, candidate.quality_count
     q_s, q_c = stable.quality_mean, candidate.quality_mean
     alpha, phi_r, min_samples = kw["alpha"], kw["phi_r"], kw["min_samples"]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        vm_s, vm_c = stable.quality_var / n_s, candidate.quality_var / n_c
+        # Scores resolve no finer than QUALITY_VAR_FLOOR: two arms of (near) constant scores
+        # must not turn a rounding difference into a "significant" degradation.
+        var_s = np.maximum(stable.quality_var, QUALITY_VAR_FLOOR)
+        var_c = np.maximum(candidate.quality_var, QUALITY_VAR_FLOOR)
+        vm_s, vm_c = var_s / n_s, var_c / n_c
         d = 1.0 - q_c / q_s
         v_null = (vm_c + vm_s) / q_s**2
         v_alt = vm_c / q_s**2 + q_c**2 * vm_s / q_s**4

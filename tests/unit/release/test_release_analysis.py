@@ -336,3 +336,15 @@ def test_sequential_rolls_back_sooner_than_the_threshold_baseline() -> None:
         interval_requests=3000,
     )
     assert seq.median_requests_to_rollback() <= 0.5 * thr.median_requests_to_rollback()
+
+
+def test_constant_equal_quality_scores_are_not_a_degradation() -> None:
+    # Every reply scored the same on both versions (a coarse score): the floating-point
+    # residue of 1 - q_c / q_s must not read as a significant drop.
+    policy = CanaryPolicy()
+    arm = ArmMetrics(requests=400, quality_count=400, quality_mean=0.65, quality_var=1e-33)
+    worse = ArmMetrics(requests=400, quality_count=400, quality_mean=0.35, quality_var=0.0)
+    same = StepMetrics(step=0, candidate_weight=20, stable=arm, candidate=arm, elapsed_s=600)
+    assert analyze_canary(same, policy).metric("quality").status != "degraded"
+    drop = StepMetrics(step=0, candidate_weight=20, stable=arm, candidate=worse, elapsed_s=600)
+    assert analyze_canary(drop, policy).metric("quality").status == "degraded"

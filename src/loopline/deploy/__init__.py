@@ -1,0 +1,1 @@
+"""Local deployments: processes, the router, the release driver (see docs/architecture.md)."""
