@@ -203,6 +203,7 @@ class ServingConfig(_Frozen):
     port: int = Field(8000, ge=0, le=65535)
     max_batch_size: int = Field(32, ge=1, le=1024)
     max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    max_batch_delay_ms: float = Field(50.0, ge=0, le=10_000)
     max_queue: int = Field(256, ge=1)
     retry_after_s: int = Field(1, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)

@@ -213,6 +213,30 @@ def create_app(engine: ServingEngine) -> FastAPI:
         header_variant = request.headers.get("x-loopline-variant", "")
         variant = header_variant if header_variant in VARIANTS else engine.variant
         seen: list[str] = []  # the prompts, once parsed (so refusals log them too)
+        engine.active += 1
+        try:
+            return await _handled(
+                request_id=request_id,
+                endpoint=endpoint,
+                variant=variant,
+                started=started,
+                seen=seen,
+                request=request,
+                work=work,
+            )
+        finally:
+            engine.active -= 1
+
+    async def _handled(
+        *,
+        request_id: str,
+        endpoint: str,
+        variant: str,
+        started: float,
+        seen: list[str],
+        request: Request,
+        work: Work,
+    ) -> Response:
         try:
             data = await body_json(request)
             response, results = await work(data, variant, seen)

@@ -6,6 +6,10 @@ arrive within ``max_wait_s`` of the first waiting one are decoded together (up t
 ``max_queue`` requests wait, :meth:`ModelWorker.submit` raises :class:`QueueFullError` and the
 server answers 503 with ``Retry-After``.
 
+A batch closes when it is full, or after ``max_wait_s`` without a new arrival while nothing
+is on its way through the HTTP layer (``pending()``), and at the latest ``max_delay_s`` after
+its first request arrived (see :meth:`ModelWorker._take`).
+
 Requests in one batch share ``max_new_tokens`` and temperature, so a batch is split into
 groups of equal settings; a seeded sampled request runs alone so that its sample does not
 depend on its neighbours. A caller that gave up (timeout) cancels its future and the worker
@@ -62,18 +66,24 @@ class ModelWorker:
         max_batch_size: int = 32,
         max_wait_s: float = 0.005,
         max_queue: int = 256,
+        max_delay_s: float | None = None,
+        pending: Callable[[], int] = lambda: 0,
         on_batch: BatchObserver | None = None,
     ) -> None:
         self.generator = generator
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
+        self.max_delay_s = max_delay_s if max_delay_s is not None else 10 * max_wait_s
+        self.pending = pending
         self.on_batch = on_batch
         self._queue: deque[_Job] = deque()
         self._cv = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="loopline-model", daemon=True)
         self.batches = 0
+        self._last_end = 0.0
+        self.running = 0  # requests in the batch being decoded
 
     def start(self) -> None:
         self._thread.start()
@@ -110,12 +120,24 @@ class ModelWorker:
                 self._cv.wait()
             if not self._queue:
                 return None
-            deadline = self._queue[0].enqueued + self.max_wait_s
+            # A batch closes when it is full, or when no request arrived for max_wait_s (counted
+            # from the later of the last arrival and the end of the previous batch) and no
+            # request is on its way through the HTTP layer (``pending``: being parsed, or
+            # being answered, whose client is likely to send its next one at once). Without
+            # that, closed-loop clients split into cohorts that alternate in small batches.
+            # ``max_delay_s`` bounds the wait of the first request in any case.
+            first = self._queue[0].enqueued
             while len(self._queue) < self.max_batch_size and not self._stopping:
-                left = deadline - time.perf_counter()
-                if left <= 0:
+                now = time.perf_counter()
+                if now >= first + self.max_delay_s:
                     break
-                self._cv.wait(left)
+                quiet_until = max(self._queue[-1].enqueued, self._last_end) + self.max_wait_s
+                if now < quiet_until:
+                    self._cv.wait(min(quiet_until, first + self.max_delay_s) - now)
+                elif self.pending() > 0:
+                    self._cv.wait(0.001)
+                else:
+                    break
             n = min(len(self._queue), self.max_batch_size)
             return [self._queue.popleft() for _ in range(n)]
 
@@ -125,11 +147,14 @@ class ModelWorker:
             if jobs is None:
                 return
             live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            self.running = len(live)
             groups: dict[tuple[int, float, int | None, int], list[_Job]] = {}
             for job in live:
                 groups.setdefault(job.group, []).append(job)
             for group in groups.values():
                 self._generate(group)
+            self._last_end = time.perf_counter()
+            self.running = 0
 
     def _generate(self, group: list[_Job]) -> None:
         first = group[0]

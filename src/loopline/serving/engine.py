@@ -122,8 +122,11 @@ class ServingEngine:
             max_batch_size=config.max_batch_size,
             max_wait_s=config.max_wait_ms / 1000,
             max_queue=config.max_queue,
+            max_delay_s=config.max_batch_delay_ms / 1000,
+            pending=self.pending,
             on_batch=self._observe_batch,
         )
+        self.active = 0  # completion requests inside the HTTP handler (event-loop thread only)
         self._faults = random.Random(config.faults.seed)
         self.started_at = time.time()
         self.ready = False
@@ -141,8 +144,13 @@ class ServingEngine:
         self.worker.stop()
         self.log.close()
 
-    def _observe_batch(self, size: int, _seconds: float) -> None:
+    def pending(self) -> int:
+        """Requests in the HTTP layer that are neither queued nor being decoded."""
+        return max(0, self.active - self.worker.depth - self.worker.running)
+
+    def _observe_batch(self, size: int, seconds: float) -> None:
         self.metrics.batch_size.labels(self.model.version).observe(size)
+        self.metrics.batch_seconds.labels(self.model.version).observe(seconds)
 
     # -- limits -------------------------------------------------------------------------------
     def check_limits(self, params: CompletionParams) -> None:

@@ -60,6 +60,13 @@ class ServingMetrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.batch_seconds = Histogram(
+            "loopline_batch_seconds",
+            "Wall time of one model call (a whole batch).",
+            ["version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "loopline_queue_depth", "Requests waiting for the model thread.", registry=r
         )
