@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 
-.PHONY: install demo test lint format bench-pipeline mlflow-ui prefect-ui clean-state
+.PHONY: install demo test test-container lint format bench-pipeline bench-serving bench-canary mlflow-ui prefect-ui clean-state
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,9 @@ demo: install
 ## Run the test suite.
 test: install
 	$(VENV)/bin/pytest
+
+test-container: install  # needs podman (apt-get install podman buildah debootstrap runc)
+	$(VENV)/bin/pytest -m container
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -46,3 +49,9 @@ prefect-ui: install
 
 clean-state:
 	rm -rf .loopline artifacts data/raw data/prepared dvc.lock
+
+bench-serving: install
+	$(VENV)/bin/python benchmarks/serving.py
+
+bench-canary: install
+	$(VENV)/bin/python benchmarks/canary.py

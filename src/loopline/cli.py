@@ -262,6 +262,45 @@ def serve(  # noqa: PLR0917 - typer options
         raise typer.Exit(1) from None
 
 
+@app.command()
+def package(  # noqa: PLR0917 - typer options
+    model: Annotated[str, typer.Option("--model", "-m", help="Alias or version.")] = "champion",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Build context directory.")] = Path(
+        "build/package"
+    ),
+    tag: Annotated[str | None, typer.Option(help="Image tag (default name:version).")] = None,
+    builder: Annotated[
+        str, typer.Option(help="auto | docker-api | podman | buildah | none")
+    ] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing context.")] = False,
+    vendor_wheels: Annotated[
+        bool, typer.Option(help="Put every dependency's wheel in the context (offline build).")
+    ] = False,
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+) -> None:
+    """Package a registry version: MLflow model + container build context (+ image)."""
+    from loopline.packaging import PackagingError, build_package
+
+    settings = _settings(project, env)
+    try:
+        result = build_package(
+            settings,
+            model,
+            out,
+            tag=tag,
+            build=builder != "none",
+            builder=builder,
+            overwrite=overwrite,
+            vendor_wheels=vendor_wheels,
+        )
+    except PackagingError as exc:
+        typer.secho(f"cannot package: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    _echo(f"v{result.model_version} (sha256 {result.fingerprint[:12]}) -> {result.context_dir}")
+    _echo(result.message)
+
+
 def _deploy_errors() -> tuple[type[BaseException], ...]:
     from loopline.deploy.stack import DeployError
     from loopline.registry.mlflow_registry import RegistryError
