@@ -13,3 +13,14 @@ class ProjectParams(BaseModel):
     project_root: str = Field(".", description="Checkout holding configs/, params.yaml, dvc.yaml")
     env: str = Field("local", description="Environment overlay: configs/envs/<env>.yaml")
     push_data: bool = Field(True, description="Push DVC outputs to the remote after the stages")
+
+
+class ReleaseParams(ProjectParams):
+    """A release of a registry version against the running local deployment."""
+
+    strategy: str = Field("canary", pattern="^(canary|blue-green|blue_green|shadow)$")
+    model: str = Field("challenger", description="Alias or version to release")
+    candidate_set: list[str] = Field(
+        default_factory=list, description="Settings for the candidate server only (drills)"
+    )
+    poll_seconds: float = Field(1.0, gt=0, description="Seconds between analyses")

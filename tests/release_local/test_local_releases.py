@@ -142,6 +142,10 @@ def test_canary_promotes_a_good_candidate(project: Settings) -> None:
     served = Counter(v for _, s, _, v in traffic.results)
     assert served["1"] > 0 and served["3"] > 0
     assert [r["type"] for r in read_records(project)][-1] == "release"
+    # Every request the clients got an answer to is in the servers' request logs once.
+    logs = read_request_logs(project.path(project.serving.request_log_dir))
+    logged = Counter(e["request_id"] for e in logs if e["variant"] in ("stable", "candidate"))
+    assert sum(logged.values()) == len(traffic.results) and set(logged.values()) == {1}
     actions = [e.action for e in AuditTrail.for_settings(project).entries()]
     assert actions[-3:] == ["deployment_started", "promotion", "deployment_promoted"]
 
@@ -236,3 +240,33 @@ def test_shadow_mirrors_without_returning_candidate_replies(project: Settings) -
     shadow = [e for e in logs if e["variant"] == "shadow"]
     assert shadow and all(e["model_version"] == "2" for e in shadow)
     assert ModelRegistry(project).get_by_alias("champion").version == "1"  # type: ignore[union-attr]
+
+
+def test_split_accuracy_over_2000_requests_to_real_servers(project: Settings) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loopline.deploy.stack import start_server, wait_ready
+    from loopline.routing.client import RouterAdmin
+
+    up(project, progress=lambda _m: None)
+    stack = load_stack(project)
+    assert stack.router is not None and stack.stable is not None
+    candidate = start_server(project, "3", "candidate")
+    try:
+        wait_ready(candidate)
+        with RouterAdmin(stack.router.admin_url) as admin:
+            admin.set_backends(stack.stable.url, candidate.url)
+            admin.set_weight(25)
+
+        def served_by(_i: int) -> str:
+            with httpx.Client(base_url=stack.router.url, timeout=30, trust_env=False) as http:  # type: ignore[union-attr]
+                return str(http.get("/v1/models").json()["data"][1]["id"])
+
+        with ThreadPoolExecutor(4) as pool:
+            versions = Counter(pool.map(served_by, range(2000)))
+    finally:
+        stop_pid(candidate.pid)
+    name = project.model.name
+    share = versions[f"{name}:3"] / 2000
+    assert versions[f"{name}:1"] + versions[f"{name}:3"] == 2000
+    assert abs(share - 0.25) <= 0.02, versions
