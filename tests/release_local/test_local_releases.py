@@ -172,14 +172,49 @@ def test_canary_rolls_back_a_candidate_with_injected_errors(project: Settings) -
     assert load_stack(project).candidate is None
 
 
+def with_golden_set(settings: Settings, n: int = 40) -> Settings:
+    """``settings`` plus a golden set of generated tickets with their reference replies."""
+    import json
+
+    from loopline.data.corpus import generate_tickets
+
+    tickets = generate_tickets(settings.data.model_copy(update={"n_tickets": 50, "seed": 99}))
+    lines = [
+        json.dumps({"prompt": row.prompt, "reference": row.reply})
+        for row in tickets.head(n).itertuples()
+    ]
+    (Path(settings.root) / "golden.jsonl").write_text("\n".join(lines) + "\n")
+    overlay = {**OVERLAY, "release": {**OVERLAY["release"], "golden": {"path": "golden.jsonl"}}}
+    (Path(settings.root) / "configs" / "envs" / "local.yaml").write_text(yaml.safe_dump(overlay))
+    return load_settings(settings.root, env="local")
+
+
 def test_canary_rolls_back_a_candidate_of_degraded_quality(project: Settings) -> None:
+    project = with_golden_set(project)
     up(project, progress=lambda _m: None)
     with Traffic(router_url(project), project.model.name):
         record = deploy(project, "canary", model="2", progress=print, options=FAST)
     assert record.outcome == "rolled_back", record.reason
     last = record.steps[-1]
     assert last.analysis is not None
-    assert last.analysis.metric("quality").status == "degraded"
+    quality = last.analysis.metric("quality")
+    assert quality.status == "degraded"
+    # Golden probes were scored on top of the live replies' descriptors.
+    assert quality.n_candidate > last.analysis.metric("error_rate").n_candidate
+    assert ModelRegistry(project).get_by_alias("champion").version == "1"  # type: ignore[union-attr]
+
+
+def test_a_malformed_golden_set_refuses_the_release_before_anything_starts(
+    project: Settings,
+) -> None:
+    from loopline.deploy.stack import DeployError, Stack
+
+    project = with_golden_set(project)
+    (Path(project.root) / "golden.jsonl").write_text('{"prompt": "hi"}\n')
+    with pytest.raises(DeployError, match=r"golden.jsonl:1: expected a JSON object"):
+        deploy(project, "canary", model="3", progress=print, options=FAST)
+    assert load_stack(project) == Stack()  # nothing was started
+    assert read_records(project) == []
     assert ModelRegistry(project).get_by_alias("champion").version == "1"  # type: ignore[union-attr]
 
 
@@ -252,18 +287,19 @@ def test_split_accuracy_over_2000_requests_to_real_servers(project: Settings) ->
     stack = load_stack(project)
     assert stack.router is not None and stack.stable is not None
     candidate = start_server(project, "3", "candidate")
+    router = stack.router.url
     try:
         wait_ready(candidate)
         with RouterAdmin(stack.router.admin_url) as admin:
             admin.set_backends(stack.stable.url, candidate.url)
             admin.set_weight(25)
 
-        def served_by(_i: int) -> str:
-            with httpx.Client(base_url=stack.router.url, timeout=30, trust_env=False) as http:  # type: ignore[union-attr]
-                return str(http.get("/v1/models").json()["data"][1]["id"])
+        def served_by(n: int) -> list[str]:
+            with httpx.Client(base_url=router, timeout=30, trust_env=False) as http:
+                return [str(http.get("/v1/models").json()["data"][1]["id"]) for _ in range(n)]
 
         with ThreadPoolExecutor(4) as pool:
-            versions = Counter(pool.map(served_by, range(2000)))
+            versions = Counter(v for chunk in pool.map(served_by, [500] * 4) for v in chunk)
     finally:
         stop_pid(candidate.pid)
     name = project.model.name

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +176,56 @@ def test_worker_hands_generator_errors_to_every_waiting_request() -> None:
         with pytest.raises(ValueError, match="does not fit"):
             f.result(10)
     worker.stop()
+
+
+# -- engine -----------------------------------------------------------------------------------
+def make_engine(tmp_path: Path, gen: EchoGenerator, **serving: object) -> Any:
+    from loopline.config import ServingConfig
+    from loopline.serving.engine import ServingEngine
+    from loopline.serving.model_store import ServedModel
+
+    config = ServingConfig.model_validate({"max_wait_ms": 1, **serving})
+    model = ServedModel("m", "1", "0" * 64, tmp_path)
+    engine = ServingEngine(config, model, gen, RequestLog(tmp_path / "log"))
+    engine.start()
+    return engine
+
+
+def test_engine_times_out_caches_and_injects_faults(tmp_path: Path) -> None:
+    import asyncio
+
+    from loopline.serving.engine import ApiError, CompletionParams
+
+    engine = make_engine(tmp_path, EchoGenerator(delay_s=0.3), request_timeout_s=0.05)
+    with pytest.raises(ApiError) as slow:
+        asyncio.run(engine.complete(CompletionParams("hi", 4), variant="stable"))
+    assert slow.value.status == 504
+    engine.stop()
+
+    engine = make_engine(tmp_path / "b", EchoGenerator(delay_s=0.0), cache_size=8)
+    first = asyncio.run(engine.complete(CompletionParams("hi", 4), variant="stable"))
+    again = asyncio.run(engine.complete(CompletionParams("hi", 4), variant="stable"))
+    sampled = asyncio.run(engine.complete(CompletionParams("hi", 4, 0.7), variant="stable"))
+    assert (first.cache_hit, again.cache_hit, sampled.cache_hit) == (False, True, False)
+    assert again.text == first.text and again.cost_usd == 0 and first.cost_usd > 0
+    with pytest.raises(ApiError, match="max_tokens must be between 1 and 256"):
+        asyncio.run(engine.complete(CompletionParams("hi", 999), variant="stable"))
+    engine.stop()
+
+    engine = make_engine(
+        tmp_path / "c", EchoGenerator(0.0), cache_size=0, faults={"error_rate": 0.5, "seed": 1}
+    )
+    outcomes = []
+    for _ in range(40):
+        try:
+            asyncio.run(engine.complete(CompletionParams("hi", 4), variant="stable"))
+            outcomes.append(200)
+        except ApiError as err:
+            outcomes.append(err.status)
+    assert set(outcomes) == {200, 500} and 10 <= outcomes.count(500) <= 30
+    engine.stop()
+
+    engine = make_engine(tmp_path / "d", EchoGenerator(0.0), faults={"garble_rate": 1.0})
+    garbled = asyncio.run(engine.complete(CompletionParams("hi", 4), variant="stable"))
+    assert garbled.text.startswith("sorry sorry")
+    engine.stop()

@@ -38,6 +38,7 @@ from loopline.routing.client import ArmRecords, RouterAdmin
 from loopline.serving.quality import reply_quality
 
 REFERENCE_WINDOW_S = 120.0
+GOLDEN_FIELDS = ("prompt", "reference")
 MIN_REFERENCE_REQUESTS = 20
 
 
@@ -67,10 +68,39 @@ def read_records(settings: Settings) -> list[dict[str, Any]]:
     return out
 
 
-def _arm_metrics(records: ArmRecords | None, reference_ms: float) -> ArmMetrics:
+def load_golden_set(settings: Settings) -> list[tuple[str, str]]:
+    """The configured probes as (prompt, reference) pairs; a bad file is a DeployError
+    naming the file and line."""
+    golden = settings.release.golden
+    if golden is None:
+        return []
+    path = settings.path(golden.path)
+    if not path.is_file():
+        raise DeployError(f"release.golden.path: {path} does not exist")
+    pairs = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+            pairs.append((str(item["prompt"]), str(item["reference"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DeployError(
+                f"{path}:{number}: expected a JSON object with {list(GOLDEN_FIELDS)} ({exc})"
+            ) from exc
+    if not pairs:
+        raise DeployError(f"{path}: the golden set is empty")
+    return pairs
+
+
+def _arm_metrics(
+    records: ArmRecords | None, reference_ms: float, extra_quality: Sequence[float] = ()
+) -> ArmMetrics:
     if records is None or len(records) == 0:
         return ArmMetrics(requests=0)
     quality = records.quality[~np.isnan(records.quality)]
+    if extra_quality:
+        quality = np.concatenate([quality, np.asarray(extra_quality, dtype=np.float64)])
     return ArmMetrics.from_requests(
         failed=~records.ok,
         latency_ms=records.latency_ms,
@@ -100,6 +130,9 @@ class LocalTarget:
         self.clock = clock
         self._references: dict[int, float] = {}
         self._warmup: dict[str, list[tuple[bool, float | None]]] = {}
+        self.golden = load_golden_set(settings)
+        self.probe_scores: list[tuple[float, str, float]] = []  # (time, arm, ROUGE-L F)
+        self._next_probe = 0
         self.weights = (100.0, 0.0)
         self.mirror_percent = 0.0
 
@@ -222,17 +255,62 @@ class LocalTarget:
             self._references[step] = float(np.quantile(lat, q))
         return self._references[step]
 
+    # -- golden probes ------------------------------------------------------------------------
+    def _ask(self, http: httpx.Client, url: str, prompt: str, headers: dict[str, str]) -> Any:
+        body = {
+            "model": self.settings.model.name,
+            "messages": [{"role": "user", "content": prompt}],
+        }
+        return http.post(f"{url}/v1/chat/completions", json=body, headers=headers)
+
+    def send_probes(self, mirrored: bool) -> None:
+        """Send the next ``per_poll`` golden probes and score the replies (ROUGE-L F)."""
+        golden = self.settings.release.golden
+        if golden is None or not self.golden:
+            return
+        from loopline.evaluation.metrics import rouge_l_scores
+        from loopline.models.prompting import parse_output
+
+        stack = self.stack
+        router_url = stack.router.url if stack.router is not None else None
+        with httpx.Client(timeout=60.0, trust_env=False) as http:
+            for _ in range(golden.per_poll):
+                prompt, reference = self.golden[self._next_probe % len(self.golden)]
+                self._next_probe += 1
+                if mirrored or router_url is None:  # shadow: every probe to both versions
+                    targets = [("stable", self._stable().url), ("shadow", self._candidate().url)]
+                else:  # canary: through the router, so each version gets its share
+                    targets = [("", router_url)]
+                for arm, url in targets:
+                    variant = {"x-loopline-variant": arm} if arm else {}
+                    try:
+                        resp = self._ask(http, url, prompt, variant)
+                    except httpx.HTTPError:
+                        continue  # a transport failure is the router's to count
+                    if resp.status_code != 200:
+                        continue
+                    served_by = arm or resp.headers.get("x-loopline-arm", "stable")
+                    text = resp.json()["choices"][0]["message"]["content"] or ""
+                    score = rouge_l_scores([parse_output(text).reply], [reference])[0]
+                    self.probe_scores.append((self.clock(), served_by, score))
+
+    def _probe_quality(self, arm: str, since: float) -> list[float]:
+        return [q for t, a, q in self.probe_scores if a == arm and t >= since]
+
     def step_metrics(self, step: int, since: float) -> StepMetrics:
         mirrored = self.mirror_percent > 0
         arm = "shadow" if mirrored else "candidate"
+        self.send_probes(mirrored)
         stats = self.router.stats(since=since, arms=("stable", arm))
         reference = self._reference(step, since)
         weight = self.mirror_percent if mirrored else self.weights[1]
         return StepMetrics(
             step=step,
             candidate_weight=weight,
-            stable=_arm_metrics(stats.get("stable"), reference),
-            candidate=_arm_metrics(stats.get(arm), reference),
+            stable=_arm_metrics(
+                stats.get("stable"), reference, self._probe_quality("stable", since)
+            ),
+            candidate=_arm_metrics(stats.get(arm), reference, self._probe_quality(arm, since)),
             elapsed_s=max(0.0, self.clock() - since),
             latency_reference_ms=reference,
             mirrored=mirrored,

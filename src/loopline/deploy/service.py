@@ -24,7 +24,12 @@ from typing import Any
 
 from loopline.config import Settings
 from loopline.deploy.driver import DriverOptions, run_release
-from loopline.deploy.local_target import LocalTarget, append_record, read_records
+from loopline.deploy.local_target import (
+    LocalTarget,
+    append_record,
+    load_golden_set,
+    read_records,
+)
 from loopline.deploy.stack import (
     DeployError,
     Stack,
@@ -156,6 +161,7 @@ def deploy(
     name = STRATEGY_ALIASES.get(strategy)
     if name is None:
         raise DeployError(f"unknown strategy {strategy!r}: use canary, blue-green or shadow")
+    load_golden_set(settings)  # a bad golden set stops the release before anything changes
     with stack_lock(settings, f"{strategy} release"):
         stack = _up(settings, "champion", progress)
         stable, router_proc = stack.stable, stack.router
@@ -227,6 +233,17 @@ def deploy(
                 abort_requested=abort_requested,
                 report=lambda s, a: progress(_describe(s, a)),
             )
+        except BaseException:
+            # The driver itself failed (a bug, Ctrl-C): put traffic back on stable and stop
+            # the candidate, so that no half-done release is left running.
+            _restore_stable(settings, router)
+            audit.append(
+                "deployment_failed",
+                f"{registry.name}/v{spec.candidate_version}",
+                spec.requested_by,
+                {"strategy": name, "release_id": spec.release_id},
+            )
+            raise
         finally:
             router.close()
             save_stack(settings, replace(load_stack(settings), release_id=None))
@@ -239,6 +256,18 @@ def deploy(
         )
         progress(f"release {spec.release_id}: {record.outcome} ({record.reason})")
         return record
+
+
+def _restore_stable(settings: Settings, router: RouterAdmin) -> None:
+    stack = load_stack(settings)
+    if stack.stable is not None:
+        try:
+            router.set_backends(stack.stable.url, None)
+        except Exception as exc:  # the router may be gone too; the candidate still stops
+            print(f"could not reset the router: {exc}")
+    if stack.candidate is not None:
+        stop_pid(stack.candidate.pid)
+        save_stack(settings, replace(stack, candidate=None))
 
 
 def rollback(

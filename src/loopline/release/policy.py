@@ -202,6 +202,20 @@ class ThresholdPolicy(_Frozen):
     quality_margin: float | None = Field(0.03, gt=0, lt=1)
 
 
+class GoldenProbes(_Frozen):
+    """Live probes with known answers, scored against their references during a release.
+
+    ``path``: a JSONL file of ``{"prompt": ..., "reference": ...}`` lines (relative paths are
+    taken from the project root). At every analysis of a traffic step, ``per_poll`` probes are
+    sent like live traffic (through the router, so each version receives its traffic share;
+    in a shadow release directly to both) and each reply's ROUGE-L F against its reference
+    joins that version's quality scores.
+    """
+
+    path: str
+    per_poll: int = Field(4, ge=1, le=256)
+
+
 class ReleaseConfig(_Frozen):
     """Everything the release package reads, under ``release:`` in the main configuration."""
 
@@ -210,3 +224,4 @@ class ReleaseConfig(_Frozen):
     blue_green: BlueGreenPolicy = BlueGreenPolicy()
     shadow: ShadowPolicy = ShadowPolicy()
     threshold: ThresholdPolicy = ThresholdPolicy()
+    golden: GoldenProbes | None = None
