@@ -6,9 +6,10 @@ Everything is measured in this run on this machine:
 
 * in-process: ``Generator.generate`` called directly on batches of ``c`` prompts (c = 1, 8, 32),
   the best a server could do with that concurrency;
-* server: ``loopline serve`` (a real process, cache off) under ``c`` concurrent HTTP clients
-  sending ``/v1/completions``; throughput as a fraction of the in-process figure
-  (target >= 0.85 at c = 32);
+* server: ``loopline serve`` (a real process, cache off) under ``c`` concurrent closed-loop
+  clients sending ``/v1/completions`` over keep-alive connections (a raw asyncio client, so
+  that the client does not eat the CPU the server needs); throughput as a fraction of the
+  in-process figure (target >= 0.85 at c = 32);
 * batching gain: the same server at c = 8 with ``max_batch_size=1`` versus the default
   (target >= 3x);
 * cache hits: one repeated request against a server with the cache on; p50 of the server-side
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -33,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -129,25 +132,41 @@ class Server:
 
 
 async def _load(url: str, prompts: list[str], concurrency: int, max_tokens: int) -> float:
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for p in prompts:
-        queue.put_nowait(p)
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
-        model = (await client.get("/v1/models")).json()["data"][0]["id"]
+    """Requests per second of ``concurrency`` closed-loop clients over keep-alive connections.
+
+    The clients are raw asyncio HTTP/1.1 connections (``loopline.routing.loadgen``, ~0.3 ms
+    of CPU per request): on two cores a full HTTP client library (~1.5 ms per request) would
+    itself become the bottleneck of the measurement."""
+    from loopline.routing.loadgen import RawConnection
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    probe = RawConnection(host, port)
+    model = (await probe.request("GET", "/v1/models")).json()["data"][0]["id"]
+    await probe.close()
+
+    def body(prompt: str, tokens: int) -> bytes:
+        return json.dumps({"model": model, "prompt": prompt, "max_tokens": tokens}).encode()
+
+    async def run(items: list[bytes]) -> None:
+        queue = iter(items)
 
         async def worker() -> None:
-            while not queue.empty():
-                prompt = queue.get_nowait()
-                body = {"model": model, "prompt": prompt, "max_tokens": max_tokens}
-                r = await client.post("/v1/completions", json=body)
-                r.raise_for_status()
+            conn = RawConnection(host, port)
+            try:
+                for payload in queue:
+                    reply = await conn.request("POST", "/v1/completions", payload)
+                    if reply.status != 200:
+                        raise RuntimeError(f"status {reply.status}: {reply.body[:200]!r}")
+            finally:
+                await conn.close()
 
-        warm = [{"model": model, "prompt": p, "max_tokens": 4} for p in prompts[: 2 * concurrency]]
-        await asyncio.gather(*(client.post("/v1/completions", json=body) for body in warm))
-        t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return len(prompts) / (time.perf_counter() - t0)
+
+    await run([body(p, 4) for p in prompts[: 2 * concurrency]])  # warm-up
+    t0 = time.perf_counter()
+    await run([body(p, max_tokens) for p in prompts])
+    return len(prompts) / (time.perf_counter() - t0)
 
 
 def served(server: Server, prompts: list[str], concurrency: int, max_tokens: int) -> float:
@@ -156,17 +175,22 @@ def served(server: Server, prompts: list[str], concurrency: int, max_tokens: int
 
 def cache_hits(server: Server, n: int) -> tuple[float, float]:
     """p50 of server-side and client round-trip latency of repeated (cached) requests, ms."""
+    from loopline.routing.loadgen import RawConnection
     from loopline.serving.request_log import read_request_log
 
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        model = client.get("/v1/models").json()["data"][0]["id"]
-        body = {"model": model, "prompt": "where is my parcel", "max_tokens": 32}
-        client.post("/v1/completions", json=body).raise_for_status()  # fills the cache
+    async def run() -> list[float]:
+        conn = RawConnection("127.0.0.1", server.port)
+        model = (await conn.request("GET", "/v1/models")).json()["data"][0]["id"]
+        body = json.dumps({"model": model, "prompt": "where is my parcel", "max_tokens": 32})
+        await conn.request("POST", "/v1/completions", body.encode())  # fills the cache
         rtt = []
         for _ in range(n):
-            t0 = time.perf_counter()
-            client.post("/v1/completions", json=body).raise_for_status()
-            rtt.append((time.perf_counter() - t0) * 1000)
+            reply = await conn.request("POST", "/v1/completions", body.encode())
+            rtt.append(reply.latency_ms)
+        await conn.close()
+        return rtt
+
+    rtt = asyncio.run(run())
     hits = [e["latency_ms"] for e in read_request_log(server.request_log) if e["cache_hit"]]
     return statistics.median(hits), statistics.median(rtt)
 
@@ -176,7 +200,13 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path)
     parser.add_argument("--requests", type=int, default=192)
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=5, help="paired passes (c > 1)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke run)")
+    parser.add_argument(
+        "--model-process",
+        action="store_true",
+        help="run the model in a child process of the server (serving.model_process=true)",
+    )
     args = parser.parse_args()
     configure_environment()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -196,23 +226,36 @@ def main() -> int:
         checksum = model_fingerprint(model_dir)
         prompts = prompts_for(n)
         rows: list[dict[str, Any]] = []
-        server = Server(project, model_dir, checksum, "serving.cache_size=0")
+        mode = f"serving.model_process={'true' if args.model_process else 'false'}"
+        server = Server(project, model_dir, checksum, "serving.cache_size=0", mode)
         try:
             for c in CONCURRENCY:
-                base = in_process(model_dir, prompts, c, args.max_tokens)
-                got = served(server, prompts, c, args.max_tokens)
-                rows.append({"c": c, "in_process": base, "server": got, "ratio": got / base})
+                # Paired passes, in-process then server, back to back; the ratio of each pair,
+                # then medians: other load on a small machine moves single passes by +-20 %,
+                # and a pair sees the same load. c = 1 is slow and steady: fewer requests.
+                batch = prompts[: max(48, n // 4)] if c == 1 else prompts
+                pairs = [
+                    (
+                        in_process(model_dir, batch, c, args.max_tokens),
+                        served(server, batch, c, args.max_tokens),
+                    )
+                    for _ in range(1 if c == 1 else args.repeats)
+                ]
+                base = statistics.median(p[0] for p in pairs)
+                got = statistics.median(p[1] for p in pairs)
+                ratio = statistics.median(p[1] / p[0] for p in pairs)
+                rows.append({"c": c, "in_process": base, "server": got, "ratio": ratio})
             batched_8 = next(r["server"] for r in rows if r["c"] == 8)
         finally:
             server.stop()
         unbatched = Server(
-            project, model_dir, checksum, "serving.cache_size=0", "serving.max_batch_size=1"
+            project, model_dir, checksum, "serving.cache_size=0", "serving.max_batch_size=1", mode
         )
         try:
             unbatched_8 = served(unbatched, prompts, 8, args.max_tokens)
         finally:
             unbatched.stop()
-        cached = Server(project, model_dir, checksum, "serving.cache_size=128")
+        cached = Server(project, model_dir, checksum, "serving.cache_size=128", mode)
         try:
             hit_server_ms, hit_rtt_ms = cache_hits(cached, 200)
         finally:
@@ -220,8 +263,13 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nserving benchmark: {n} requests, max_tokens {args.max_tokens}, 1 torch thread")
-    print(f"{'concurrency':>11} | {'in-process req/s':>16} | {'server req/s':>12} | ratio")
+    where = "a child process of the server" if args.model_process else "a thread of the server"
+    print(
+        f"\nserving benchmark: {n} requests (c=1: {max(48, n // 4)}), max_tokens "
+        f"{args.max_tokens}, 1 torch thread, median of {args.repeats} paired passes,"
+    )
+    print(f"model on {where}")
+    print(f"{'concurrency':>11} | {'in-process req/s':>16} | {'server req/s':>12} | ratio (median)")
     print(f"{'-' * 11}-+-{'-' * 16}-+-{'-' * 12}-+------")
     for r in rows:
         print(f"{r['c']:>11} | {r['in_process']:>16.1f} | {r['server']:>12.1f} | {r['ratio']:.2f}")

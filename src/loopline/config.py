@@ -214,6 +214,7 @@ class ServingConfig(_Frozen):
     cache_size: int = Field(1024, ge=0)
     cache_ttl_s: float = Field(300.0, ge=0)
     num_threads: int = Field(1, ge=1)
+    model_process: bool = False
     price_per_1k_prompt_tokens: float = Field(0.0005, ge=0)
     price_per_1k_completion_tokens: float = Field(0.0015, ge=0)
     request_log_dir: str = ".loopline/serving/requests"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -364,3 +365,35 @@ def test_openai_backend_generates_what_the_model_generates_in_process(
     want = local.generate(prompts, max_new_tokens=16)
     assert [g.text for g in got] == [w.text for w in want]
     assert [g.completion_tokens for g in got] == [w.completion_tokens for w in want]
+
+
+def test_model_process_serves_the_same_replies_and_reports_its_death(
+    server: Any, serving_project: ServingProject, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    name = serving_project.settings.model.name
+    body = {"model": name, "prompt": ["my parcel never arrived", "reset my password"],
+            "max_tokens": 16}  # fmt: skip
+    want = httpx.post(f"{server.url}/v1/completions", json=body, timeout=60).json()
+    with running_server(
+        serving_project.root,
+        "--request-log", str(tmp_path / "log"),
+        "--set", "serving.model_process=true",
+        log_dir=tmp_path,
+    ) as srv:  # fmt: skip
+        got = httpx.post(f"{srv.url}/v1/completions", json=body, timeout=60).json()
+        assert [c["text"] for c in got["choices"]] == [c["text"] for c in want["choices"]]
+        children = [
+            int(p)
+            for p in Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split()
+        ]
+        assert children  # the model runs in a child process
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+        time.sleep(0.5)
+        assert httpx.get(f"{srv.url}/readyz", timeout=5).status_code == 503
+        fresh = {**body, "prompt": "a prompt the cache has not seen"}
+        dead = httpx.post(f"{srv.url}/v1/completions", json=fresh, timeout=60)
+        assert dead.status_code == 500 and "model process" in dead.json()["error"]["message"]

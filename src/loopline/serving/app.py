@@ -365,7 +365,7 @@ def create_app(engine: ServingEngine) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        if not engine.ready:
+        if not engine.healthy:
             return JSONResponse({"ready": False}, status_code=503)
         return JSONResponse(
             {

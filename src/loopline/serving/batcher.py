@@ -7,8 +7,9 @@ arrive within ``max_wait_s`` of the first waiting one are decoded together (up t
 server answers 503 with ``Retry-After``.
 
 A batch closes when it is full, or after ``max_wait_s`` without a new arrival while nothing
-is on its way through the HTTP layer (``pending()``), and at the latest ``max_delay_s`` after
-its first request arrived (see :meth:`ModelWorker._take`).
+is on its way through the HTTP layer (``pending()``) and at least as many requests wait as
+the previous batch held, and at the latest ``max_delay_s`` after its first request arrived
+(see :meth:`ModelWorker._take`).
 
 Requests in one batch share ``max_new_tokens`` and temperature, so a batch is split into
 groups of equal settings; a seeded sampled request runs alone so that its sample does not
@@ -83,6 +84,7 @@ class ModelWorker:
         self._thread = threading.Thread(target=self._run, name="loopline-model", daemon=True)
         self.batches = 0
         self._last_end = 0.0
+        self._last_size = 0
         self.running = 0  # requests in the batch being decoded
 
     def start(self) -> None:
@@ -134,7 +136,9 @@ class ModelWorker:
                 quiet_until = max(self._queue[-1].enqueued, self._last_end) + self.max_wait_s
                 if now < quiet_until:
                     self._cv.wait(min(quiet_until, first + self.max_delay_s) - now)
-                elif self.pending() > 0:
+                elif self.pending() > 0 or len(self._queue) < self._last_size:
+                    # Requests are on their way, or fewer than the previous batch's clients
+                    # are back yet: closed-loop clients return within a few ms of each other.
                     self._cv.wait(0.001)
                 else:
                     break
@@ -154,6 +158,7 @@ class ModelWorker:
             for group in groups.values():
                 self._generate(group)
             self._last_end = time.perf_counter()
+            self._last_size = len(live)
             self.running = 0
 
     def _generate(self, group: list[_Job]) -> None:

@@ -143,6 +143,14 @@ class ServingEngine:
         self.metrics.ready.set(0)
         self.worker.stop()
         self.log.close()
+        close = getattr(self.generator, "close", None)
+        if callable(close):
+            close()  # a model process
+
+    @property
+    def healthy(self) -> bool:
+        """Ready, and the model (thread or process) is still there."""
+        return self.ready and bool(getattr(self.generator, "alive", True))
 
     def pending(self) -> int:
         """Requests in the HTTP layer that are neither queued nor being decoded."""
@@ -249,6 +257,9 @@ class ServingEngine:
             ) from exc
         except ValueError as exc:  # the backend refused the input (e.g. context too small)
             raise ApiError(400, str(exc), param="max_tokens") from exc
+        except Exception as exc:  # the model failed: a 500 that is still logged and counted
+            self.metrics.rejected.labels("model_error").inc()
+            raise ApiError(500, f"model failed: {exc}", type="server_error") from exc
         finally:
             self.metrics.queue_depth.set(self.worker.depth)
         result = self._result(job.generation, job, params, started)

@@ -40,15 +40,23 @@ def resolve(settings: Settings, opts: ServeOptions) -> ServedModel:
 
 def build_engine(settings: Settings, opts: ServeOptions) -> ServingEngine:
     """Verify and load the model and open the request log (nothing is served yet)."""
-    from loopline.models.base import ModelSpecError, load_generator
+    from loopline.models.base import Generator, ModelSpecError, load_generator
 
     served = resolve(settings, opts)
     cfg = settings.serving
+    generator: Generator
     try:
-        generator = load_generator(
-            str(served.path), max_batch_size=cfg.max_batch_size, num_threads=cfg.num_threads
-        )
-    except ModelSpecError as exc:
+        if cfg.model_process:
+            from loopline.serving.model_process import ProcessGenerator
+
+            generator = ProcessGenerator(
+                str(served.path), max_batch_size=cfg.max_batch_size, num_threads=cfg.num_threads
+            )
+        else:
+            generator = load_generator(
+                str(served.path), max_batch_size=cfg.max_batch_size, num_threads=cfg.num_threads
+            )
+    except (ModelSpecError, ValueError, RuntimeError) as exc:
         raise ServingError(str(exc)) from exc
     if opts.request_log is not None:
         from loopline.serving.request_log import RequestLog
