@@ -23,8 +23,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads when tickets are generated, not when INTENTS are read
+    import pandas as pd
 
 from loopline.config import DataConfig
 from loopline.data.names import FIRST_NAMES, LAST_NAMES
@@ -618,4 +620,6 @@ def generate_tickets(cfg: DataConfig) -> pd.DataFrame:
             row["intent"] = rng.choice([x for x in INTENTS if x != row["true_intent"]])
             row["is_noisy"] = True
         rows.append(row)
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=list(CORPUS_COLUMNS))

@@ -24,9 +24,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads only where frames are redacted, not in the model server
+    import pandas as pd
 
 from loopline.data.names import ALL_NAMES
 
@@ -246,6 +247,8 @@ def redact_frame(df: pd.DataFrame, columns: Iterable[str]) -> tuple[pd.DataFrame
     Non-string values (missing values, numbers) are left as they are. A column that is
     absent raises ``KeyError`` naming it: silently skipping it could leak data.
     """
+    import pandas as pd
+
     columns = list(columns)
     missing = [c for c in columns if c not in df.columns]
     if missing:
