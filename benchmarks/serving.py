@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,18 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from loopline.config import Settings, load_settings  # noqa: E402
+from loopline.routing.process import free_port  # noqa: E402
 from loopline.runtime import configure_environment  # noqa: E402
 
 CONCURRENCY = (1, 8, 32)
 THROUGHPUT_TARGET = 0.85
 CACHE_TARGET_MS = 2.0
 BATCHING_TARGET = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_project(workdir: Path) -> Path:

@@ -69,3 +69,14 @@ def write_json(data: Mapping[str, Any] | list[Any], path: Path | str) -> Path:
 
 def read_json(path: Path | str) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def tail_text(
+    path: Path | str, lines: int = 20, *, missing: str = "(no log)", empty: str = ""
+) -> str:
+    """The last ``lines`` lines of a text file (for error messages about a process's log)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return missing
+    return "\n".join(text.splitlines()[-lines:]) or empty

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import httpx
 from loopline.config import Settings, deep_merge, load_settings
 from loopline.registry.lineage import collect_lineage
 from loopline.registry.mlflow_registry import ModelRegistry, RegisteredVersion
+from loopline.routing.process import free_port
 from tests.conftest import SMALL, make_project
 from tests.model.fixtures import train_tiny
 
@@ -35,12 +35,6 @@ EVAL_REPORT: dict[str, Any] = {
     "batch_size": 8,
 }
 TRAIN_REPORT: dict[str, Any] = {"mode": "scratch", "steps": 120, "loss_curve": []}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def project_settings(root: Path, **overrides: Any) -> Settings:

@@ -6,8 +6,9 @@ when a contract check runs (``loopline.data.contracts``).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from loopline.lazy import lazy_getattr
 
 # Exports load on first use (PEP 562): the server and router import the PII and corpus
 # modules only, and should not pay for pandas-heavy preparation and contract code.
@@ -41,11 +42,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopline.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs

@@ -171,17 +171,13 @@ class LocalTarget:
     def warmup(self, version: str, requests: int) -> None:
         """Send the probe prompts to both versions directly (not through the router)."""
         prompts = [self.probe_prompts[i % len(self.probe_prompts)] for i in range(requests)]
-        name = self.settings.model.name
         for arm, server in (("stable", self._stable()), ("candidate", self._candidate())):
             results: list[tuple[bool, float | None]] = []
-            with httpx.Client(base_url=server.url, timeout=60.0, trust_env=False) as http:
+            with httpx.Client(timeout=60.0, trust_env=False) as http:
                 for prompt in prompts:
+                    variant = "shadow" if arm == "candidate" else arm
                     try:
-                        resp = http.post(
-                            "/v1/chat/completions",
-                            json={"model": name, "messages": [{"role": "user", "content": prompt}]},
-                            headers={"x-loopline-variant": "shadow" if arm == "candidate" else arm},
-                        )
+                        resp = self._ask(http, server.url, prompt, {"x-loopline-variant": variant})
                     except httpx.HTTPError:
                         results.append((False, None))
                         continue

@@ -17,14 +17,14 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from loopline.config import Settings
-from loopline.fsutil import read_json, write_json
+from loopline.fsutil import read_json, tail_text, write_json
 from loopline.routing.process import free_port
 
 
@@ -186,13 +186,6 @@ def _spawn(cmd: Sequence[str], log: Path, cwd: Path) -> int:
     return proc.pid
 
 
-def _tail(path: str | Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def start_server(
     settings: Settings,
     version: str,
@@ -230,7 +223,7 @@ def start_server(
 def server_ready(server: ServerProc) -> str | None:
     """``None`` when the server answers ``/readyz``, else why not."""
     if not alive(server.pid):
-        log = _tail(server.log)
+        log = tail_text(server.log)
         return f"v{server.version} server (pid {server.pid}) is not running; log:\n{log}"
     try:
         resp = httpx.get(f"{server.url}/readyz", timeout=2.0, trust_env=False)
@@ -266,7 +259,3 @@ def start_router_proc(settings: Settings, stable: ServerProc) -> RouterProc:
         state_file=deploy_dir(settings) / "router-state.json",
     )
     return RouterProc(pid=proc.pid, port=port, admin_port=admin_port, log=str(log))
-
-
-def with_candidate(stack: Stack, candidate: ServerProc | None) -> Stack:
-    return replace(stack, candidate=candidate)

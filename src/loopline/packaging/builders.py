@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Literal, TextIO
 from urllib.parse import urlsplit
 
+from loopline.fsutil import tail_text
+
 DOCKER_API = "docker-api"
 PODMAN = "podman"
 BUILDAH = "buildah"
@@ -143,11 +145,7 @@ class BuildRequest:
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return tail_text(path, lines, missing="")
 
 
 def _excluded(relative: str, exclude: Iterable[str]) -> bool:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from loopline.fsutil import tail_text
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -22,11 +24,7 @@ def free_port() -> int:
 
 
 def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+    return tail_text(path, lines, empty="(empty log)")
 
 
 def router_command(
