@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loopline.monitoring.policy import MonitoringConfig
 from loopline.release.policy import ReleaseConfig
 
 
@@ -60,6 +61,9 @@ class DataConfig(_Frozen):
     max_reply_chars: int = Field(400, ge=16)
     raw_dir: str = "data/raw"
     prepared_dir: str = "data/prepared"
+    # Labelled tickets from production added to the generated corpus (``*.jsonl`` with the
+    # corpus columns); the monitor's retraining writes them (see loopline.monitoring.fresh).
+    fresh_dir: str = "data/fresh"
 
 
 class TinyModelConfig(_Frozen):
@@ -246,6 +250,7 @@ class Settings(_Frozen):
     dvc: DvcConfig = DvcConfig()
     serving: ServingConfig = ServingConfig()
     release: ReleaseConfig = ReleaseConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     # Resolved at load time: the directory relative paths are taken from.
     root: str = "."

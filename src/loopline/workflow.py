@@ -74,6 +74,8 @@ def actor() -> str:
 def prepare_workspace(settings: Settings) -> None:
     """Create the state directory and make sure DVC is initialised with its remote."""
     settings.state_path.mkdir(parents=True, exist_ok=True)
+    # The generate stage depends on the fresh-tickets folder, so it must exist (even empty).
+    settings.path(settings.data.fresh_dir).mkdir(parents=True, exist_ok=True)
     versioning.ensure_repo(settings)
 
 
@@ -165,8 +167,13 @@ def review_candidate(settings: Settings, candidate: Registration) -> Review:
     )
 
 
-def apply_review(settings: Settings, review: Review) -> None:
-    """Write the model card and perform what the decision names (alias moves + audit)."""
+def apply_review(settings: Settings, review: Review, *, promote: bool = True) -> None:
+    """Write the model card and perform what the decision names (alias moves + audit).
+
+    ``promote=False`` (retraining by the monitor): a candidate the gates would promote is
+    only approved for release (audit ``release_approved``); it becomes champion through a
+    canary release, never straight from the review.
+    """
     from loopline.registry.mlflow_registry import ModelRegistry
     from loopline.registry.model_card import render_model_card
 
@@ -185,12 +192,14 @@ def apply_review(settings: Settings, review: Review) -> None:
             decision=review.decision,
         )
         registry.log_model_card(version, card)
-    action = review.decision.action
+    action: str = review.decision.action
+    if action == "promote" and not promote:
+        action = "release_approved"
     if action == "promote":
         # Moves the old champion to `previous_champion` (the rollback target) first.
         registry.promote(version)
     # A reused version was already judged: record only what changed (a new promotion).
-    if action == "promote" or not review.candidate.reused:
+    if action in ("promote", "release_approved") or not review.candidate.reused:
         audit_trail(settings).append(
             action=action,
             subject=f"{review.candidate.name}/{version}",

@@ -39,15 +39,41 @@ def prepared_dir(settings: Settings) -> Path:
     return settings.path(settings.data.prepared_dir)
 
 
-def build_raw(cfg: DataConfig) -> tuple[pd.DataFrame, RedactionStats]:
-    """The generated corpus with every text and customer column redacted."""
+def build_raw(
+    cfg: DataConfig, fresh: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, RedactionStats]:
+    """The generated corpus (plus ``fresh`` tickets) with every text and customer column
+    redacted."""
     tickets = generate_tickets(cfg)
+    if fresh is not None and len(fresh):
+        tickets = pd.concat([tickets, fresh[list(tickets.columns)]], ignore_index=True)
     return redact_frame(tickets, (*TEXT_COLUMNS, *CUSTOMER_COLUMNS))
 
 
+def read_fresh(directory: Path) -> pd.DataFrame | None:
+    """Labelled production tickets in ``directory`` (``*.jsonl``, sorted by name), or None.
+
+    Every file must carry the corpus columns; raises ``DatasetParseError`` naming the file.
+    """
+    from loopline.data.corpus import CORPUS_COLUMNS
+    from loopline.data.io import DatasetParseError, read_dataset
+
+    files = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
+    frames = []
+    for path in files:
+        frame = read_dataset(path)
+        missing = [c for c in CORPUS_COLUMNS if c not in frame.columns]
+        if missing:
+            raise DatasetParseError(path, f"fresh tickets lack column(s) {missing}")
+        frames.append(frame[list(CORPUS_COLUMNS)])
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
 def generate_raw(settings: Settings) -> Path:
-    """Generate and redact the corpus; write ``<raw_dir>/tickets.jsonl`` atomically."""
-    frame, _ = build_raw(settings.data)
+    """Generate the corpus, add the fresh labelled tickets, redact; write
+    ``<raw_dir>/tickets.jsonl`` atomically."""
+    fresh = read_fresh(settings.path(settings.data.fresh_dir))
+    frame, _ = build_raw(settings.data, fresh)
     return write_jsonl(frame, raw_path(settings))
 
 
