@@ -24,3 +24,22 @@ class ReleaseParams(ProjectParams):
         default_factory=list, description="Settings for the candidate server only (drills)"
     )
     poll_seconds: float = Field(1.0, gt=0, description="Seconds between analyses")
+
+
+class MonitorParams(ProjectParams):
+    """One monitor run over the last ``monitoring.window_minutes`` of served traffic."""
+
+    probes: bool = Field(True, description="Send golden probes to the stable server")
+    remediate: str = Field(
+        "inline",
+        pattern="^(inline|events|off)$",
+        description="inline: run remediations in this flow; events: emit events for "
+        "automations (prefect.yaml triggers); off: report only (alerts come from "
+        "Prometheus on the exported gauges)",
+    )
+
+
+class RemediateParams(ProjectParams):
+    """Perform the action an incident claimed."""
+
+    incident_id: str = Field(..., min_length=1, description="Incident whose action to run")

@@ -10,9 +10,14 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from flows.params import ProjectParams
 
 
-def run_flow(flow_name: str, project_root: str, env: str) -> dict[str, Any]:
+def run_flow(
+    flow_name: str, project_root: str, env: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run ``flows.<flow_name>`` with its parameter model (the module's ``Params``, else
+    ``ProjectParams``) built from the checkout, the environment and ``extra``."""
     module = importlib.import_module(f"flows.{flow_name}")
-    params = ProjectParams(project_root=project_root, env=env)
+    params_cls = getattr(module, "Params", ProjectParams)
+    params = params_cls(project_root=project_root, env=env, **(extra or {}))
     # Heartbeats detect crashed runs on a long-lived backend; in a short local process they
     # only add a wait at the end of each flow.
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):

@@ -19,9 +19,23 @@ def register_candidate(settings: Settings) -> workflow.Registration:
     return reg
 
 
+@task(name="evaluate-champion", cache_policy=NONE, retries=1, retry_delay_seconds=3)
+def evaluate_champion(settings: Settings) -> dict[str, float] | None:
+    metrics = workflow.evaluate_champion(settings)
+    if metrics is not None:
+        get_run_logger().info(
+            "champion on this data: %s", ", ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+        )
+    return metrics
+
+
 @task(name="review-candidate", cache_policy=NONE, retries=2, retry_delay_seconds=3)
-def review_candidate(settings: Settings, candidate: workflow.Registration) -> workflow.Review:
-    review = workflow.review_candidate(settings, candidate)
+def review_candidate(
+    settings: Settings,
+    candidate: workflow.Registration,
+    champion_metrics: dict[str, float] | None = None,
+) -> workflow.Review:
+    review = workflow.review_candidate(settings, candidate, champion_metrics=champion_metrics)
     logger = get_run_logger()
     for check in review.gates.checks:
         logger.info("gate %s: %s", "pass" if check.passed else "FAIL", check.message)

@@ -65,13 +65,15 @@ def _prefect_env(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
-def _run_flow(settings: Settings, flow_name: str) -> dict[str, Any]:
+def _run_flow(
+    settings: Settings, flow_name: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Run a Prefect flow; the orchestration layer is loaded only here, by name."""
     import importlib
 
     _prefect_env(settings)
     runner = importlib.import_module("flows.runner")
-    result: dict[str, Any] = runner.run_flow(flow_name, settings.root, settings.env)
+    result: dict[str, Any] = runner.run_flow(flow_name, settings.root, settings.env, extra)
     return result
 
 
@@ -439,6 +441,143 @@ def ui(
         ]
     _echo(" ".join(cmd))
     raise typer.Exit(subprocess.call(cmd, env=environ))
+
+
+monitor_app = typer.Typer(
+    help="Monitoring and the closed loop: drift, quality, anomalies, incidents, remediation.",
+    no_args_is_help=True,
+)
+app.add_typer(monitor_app, name="monitor")
+
+
+class RemediateMode(StrEnum):
+    inline = "inline"
+    events = "events"
+    off = "off"
+
+
+@monitor_app.command("run")
+def monitor_run(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    no_prefect: NoPrefectOpt = False,
+    probes: Annotated[bool, typer.Option(help="Send golden probes to the stable server.")] = True,
+    remediate: Annotated[
+        RemediateMode,
+        typer.Option(help="inline: remediate now; events: leave it to automations; off."),
+    ] = RemediateMode.inline,
+) -> None:
+    """Monitor the latest traffic; record findings as incidents and remediate them."""
+    settings = _settings(project, env)
+    if not no_prefect:
+        extra = {"probes": probes, "remediate": remediate.value}
+        typer.echo(json.dumps(_run_flow(settings, "monitor", extra), indent=2, default=str))
+        return
+    from loopline.monitoring.actions import execute, handle_alerts
+    from loopline.monitoring.monitor import run_monitor
+
+    report = run_monitor(settings, probes=probes, progress=_echo)
+    _echo(f"drift: {report.drift.status}: {'; '.join(report.drift.reasons)}")
+    for check in report.quality:
+        _echo(f"quality: {check.reason}")
+    if remediate is RemediateMode.off:  # report only (Prometheus alerts on the gauges)
+        _echo(f"report: {report.report_dir}")
+        return
+    recorded = handle_alerts(settings, list(report.findings), now=report.at)
+    for rec in recorded:
+        _echo(f"{rec.alert.name} {rec.alert.status}: {rec.decision.action} ({rec.decision.reason})")
+        if remediate is RemediateMode.inline and rec.decision.actionable:
+            execute(settings, rec, progress=_echo)
+    _echo(f"report: {report.report_dir}")
+
+
+@monitor_app.command("serve")
+def monitor_serve(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    port: Annotated[int | None, typer.Option(help="Port (default monitoring.port).")] = None,
+    executor: Annotated[
+        str, typer.Option(help="inline | command | none: who performs remediations.")
+    ] = "inline",
+    command: Annotated[
+        str | None,
+        typer.Option(help="For --executor command: a command with {incident} and {action}."),
+    ] = None,
+) -> None:
+    """Serve the Alertmanager webhook (POST /alerts) and the monitor's /metrics."""
+    from loopline.monitoring.service import serve
+
+    settings = _settings(project, env)
+    try:
+        serve(settings, executor=executor, command=command, port=port)
+    except ValueError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+@monitor_app.command("execute")
+def monitor_execute(
+    incident: Annotated[str, typer.Option(help="Incident whose claimed action to run.")],
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+) -> None:
+    """Perform an incident's claimed action (what a command executor runs)."""
+    from loopline.monitoring.actions import claimed, execute
+
+    settings = _settings(project, env)
+    try:
+        rec = claimed(settings, incident)
+    except (KeyError, ValueError) as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    after = execute(settings, rec, progress=_echo)
+    if after is None:
+        return
+    typer.echo(json.dumps(after.to_dict(), indent=2, default=str))
+    raise typer.Exit(0 if after.status == "mitigated" else 1)
+
+
+@monitor_app.command("resolve")
+def monitor_resolve(
+    incident: Annotated[str, typer.Option(help="Incident to close.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded).")],
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+) -> None:
+    """Close an incident by hand (e.g. after people handled an escalation)."""
+    from loopline.monitoring.actions import resolve
+
+    settings = _settings(project, env)
+    try:
+        inc = resolve(settings, incident, reason)
+    except (KeyError, ValueError) as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{inc.id}: {inc.status}")
+
+
+@monitor_app.command("incidents")
+def monitor_incidents(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON with timelines.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Include resolved incidents.")] = False,
+) -> None:
+    """Incidents and their state (open, remediating, mitigated, escalated, resolved)."""
+    from loopline.monitoring.actions import store_for
+
+    settings = _settings(project, env)
+    found = [i for i in store_for(settings).incidents().values() if all_ or i.active]
+    if as_json:
+        typer.echo(json.dumps([i.to_dict() for i in found], indent=2, default=str))
+        return
+    if not found:
+        typer.echo("no incidents")
+    for inc in found:
+        typer.echo(
+            f"{inc.id}  {inc.key:<32} {inc.status:<11} attempts={inc.attempts} "
+            f"last={inc.last_action or '-'}:{inc.last_outcome or '-'}"
+        )
 
 
 def main() -> None:  # pragma: no cover - console entry

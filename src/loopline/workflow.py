@@ -140,13 +140,48 @@ def register_candidate(settings: Settings) -> Registration:
     return Registration(version.name, version.version, version.run_id, dict(version.metrics), False)
 
 
-def review_candidate(settings: Settings, candidate: Registration) -> Review:
-    """Gates against thresholds and the current champion, then the promotion decision."""
+def evaluate_champion(settings: Settings) -> dict[str, float] | None:
+    """The champion's metrics on the checkout's current test split (None without one).
+
+    The registry holds each version's metrics on the data it was trained with; after the
+    data changed (fresh tickets), a candidate and the champion are only comparable on the
+    same held-out split, so the champion is evaluated again on it.
+    """
+    from loopline.data.io import read_prepared
+    from loopline.evaluation.metrics import evaluate_generator
+    from loopline.models.base import load_generator
+    from loopline.serving.model_store import ServingError, from_registry
+
+    try:
+        served = from_registry(settings, CHAMPION)
+    except ServingError:
+        return None
+    cfg = settings.evaluation
+    generator = load_generator(
+        str(served.path), max_batch_size=cfg.batch_size, num_threads=cfg.num_threads or None
+    )
+    frames = read_prepared(settings.path(settings.data.prepared_dir))
+    return dict(evaluate_generator(generator, frames["test"], cfg).metrics)
+
+
+def review_candidate(
+    settings: Settings,
+    candidate: Registration,
+    *,
+    champion_metrics: dict[str, float] | None = None,
+) -> Review:
+    """Gates against thresholds and the current champion, then the promotion decision.
+
+    ``champion_metrics`` replaces the champion's registered metrics (see
+    :func:`evaluate_champion`)."""
     from loopline.registry.mlflow_registry import ModelRegistry
 
     champion = ModelRegistry(settings).get_by_alias(CHAMPION)
     champion_summary = (
-        CandidateSummary(version=champion.version, metrics=dict(champion.metrics))
+        CandidateSummary(
+            version=champion.version,
+            metrics=dict(champion.metrics) if champion_metrics is None else champion_metrics,
+        )
         if champion is not None
         else None
     )

@@ -25,7 +25,8 @@ class DriftPolicy(_Frozen):
     threshold by name. A dataset drifts when at least ``drift_share`` of its columns drift
     (Evidently's dataset rule). ``embedding_auc``: prompts drift when a classifier tells
     current from reference prompt embeddings with a cross-validated ROC AUC above it
-    (Evidently's default embedding-drift method and threshold); at most
+    (Evidently's default embedding-drift method and threshold) that is also significant at
+    ``embedding_alpha`` (a Mann-Whitney test of the out-of-fold scores); at most
     ``embedding_max_rows`` prompts per side are embedded.
     """
 
@@ -34,6 +35,7 @@ class DriftPolicy(_Frozen):
     drift_share: float = Field(0.5, gt=0, le=1)
     min_rows: int = Field(50, ge=5)
     embedding_auc: float = Field(0.55, gt=0.5, lt=1)
+    embedding_alpha: float = Field(0.01, gt=0, lt=1)
     embedding_max_rows: int = Field(500, ge=20)
 
 
@@ -53,11 +55,18 @@ class QualityPolicy(_Frozen):
 
 
 class AnomalySettings(_Frozen):
-    """Anomaly detection on the request log's metric series (``monitoring.anomaly``)."""
+    """Anomaly detection on the request log's metric series (``monitoring.anomaly``).
 
-    bucket_seconds: int = Field(300, ge=10)
-    z_threshold: float = Field(6.0, gt=0)
+    The knobs of :class:`loopline.monitoring.anomaly.AnomalyPolicy` an operator changes;
+    the season is one day of buckets. The defaults are the measured ones of
+    docs/anomaly-detection.md (about 0.07 % of null points flagged).
+    """
+
+    bucket_seconds: int = Field(300, ge=10, le=86_400 // 2)
     history_buckets: int = Field(2016, ge=12)  # one week of 5-minute buckets
+    threshold: float = Field(4.0, gt=0)
+    persistence: int = Field(2, ge=1)
+    min_requests: int = Field(20, ge=0)
 
 
 class RemediationPolicy(_Frozen):
@@ -94,14 +103,17 @@ class MonitoringConfig(_Frozen):
 
     The current window is the last ``window_minutes`` of the request log (at most
     ``max_rows`` requests, the newest); the reference is at most ``reference_rows`` rows of
-    the champion's training split. Reports and incidents live under ``state_dir``.
+    the champion's training split. Up to 1,000 reference rows Evidently's numeric statistic
+    is the KS test, a real test at any window size; above it, the normalised Wasserstein
+    distance, which flags most undrifted windows of under a few hundred requests
+    (docs/drift-statistics.md). Reports and incidents live under ``state_dir``.
     ``host``/``port``: the monitor service (Alertmanager webhook and the monitor's metrics).
     ``monthly_budget_usd``: exported for the budget-burn alert.
     """
 
     window_minutes: float = Field(60.0, gt=0)
     max_rows: int = Field(50_000, ge=10)
-    reference_rows: int = Field(2000, ge=10)
+    reference_rows: int = Field(1000, ge=10)
     state_dir: str = ".loopline/monitoring"
     host: str = "127.0.0.1"
     port: int = Field(9410, ge=0, le=65535)

@@ -35,7 +35,8 @@ from loopline.serving.engine import ApiError, CompletionParams, CompletionResult
 
 Handled = tuple[Response, list[tuple[str, CompletionResult]]]
 Work = Callable[[Mapping[str, Any], str, list[str]], Awaitable[Handled]]
-VARIANTS = frozenset({"stable", "candidate", "shadow"})
+# "probe": the monitor's golden probes (kept out of the monitoring window by this label).
+VARIANTS = frozenset({"stable", "candidate", "shadow", "probe"})
 COMPLETION_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 
 
