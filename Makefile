@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 
-.PHONY: install demo test test-container lint format bench-pipeline bench-serving bench-canary mlflow-ui prefect-ui clean-state
+.PHONY: install demo test test-container lint format bench-pipeline bench-serving bench-canary bench-drift bench-drift-detection bench-anomaly mlflow-ui prefect-ui clean-state
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -55,3 +55,12 @@ bench-serving: install
 
 bench-canary: install
 	$(VENV)/bin/python benchmarks/canary.py
+
+bench-drift: install
+	$(VENV)/bin/python benchmarks/drift.py
+
+bench-drift-detection: install
+	$(VENV)/bin/python benchmarks/drift_detection.py
+
+bench-anomaly: install
+	$(VENV)/bin/python benchmarks/anomaly.py

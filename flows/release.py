@@ -10,6 +10,8 @@ from flows.params import ReleaseParams
 from loopline.config import load_settings
 from tasks import release as release_tasks
 
+Params = ReleaseParams
+
 
 @flow(name="release", log_prints=True)
 def release(params: ReleaseParams | None = None) -> dict[str, Any]:

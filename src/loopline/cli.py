@@ -129,6 +129,54 @@ def run(
 
 
 @app.command()
+def demo(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    no_prefect: NoPrefectOpt = False,
+    keep_serving: Annotated[
+        bool, typer.Option(help="Leave the deployment running (stop it: loopline down).")
+    ] = False,
+    requests: Annotated[int, typer.Option(help="Simulated requests per traffic phase.")] = 150,
+) -> None:
+    """The whole loop on embedded defaults: the pipeline, then serve the champion, monitor
+    ordinary and shifted traffic, and remediate the drift (retrain → gates → canary)."""
+    from loopline.demo import run_demo
+
+    settings = _settings(project, env)
+    _echo(f"demo on {settings.root} (env {settings.env}, state {settings.state_dir}/)")
+    summary = _run_spine(settings, "pipeline", no_prefect)
+    _report(summary, settings, None)
+
+    def monitor() -> dict[str, Any]:
+        if not no_prefect:
+            return _run_flow(settings, "monitor", {"probes": True, "remediate": "inline"})
+        from loopline.monitoring.actions import execute, handle_alerts
+        from loopline.monitoring.monitor import run_monitor
+
+        report = run_monitor(settings, progress=_echo)
+        recorded = handle_alerts(settings, list(report.findings), now=report.at)
+        for rec in recorded:
+            if rec.decision.actionable:
+                execute(settings, rec, progress=_echo)
+        return {"drift": report.drift.status, "findings": [a.name for a in report.findings]}
+
+    try:
+        result = run_demo(
+            settings, monitor, requests=requests, keep_serving=keep_serving, progress=_echo
+        )
+    except _deploy_errors() as exc:
+        typer.secho(f"demo stopped: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, indent=2, default=str))
+    typer.echo(
+        "\nWhat happened is in:\n"
+        "  incidents    loopline monitor incidents --all\n"
+        "  releases     loopline status\n"
+        f"  reports      {settings.path(settings.monitoring.state_dir) / 'runs'}"
+    )
+
+
+@app.command()
 def train(
     project: ProjectOpt = Path("."),
     env: EnvOpt = None,

@@ -24,7 +24,32 @@ def collect_status(settings: Settings, audit_tail: int = 5) -> dict[str, Any]:
     from loopline.deploy.service import deployment_status
 
     info["deployment"] = deployment_status(settings)
+    info["monitoring"] = monitoring_status(settings)
     return info
+
+
+def monitoring_status(settings: Settings) -> dict[str, Any] | None:
+    """The last monitor run and the open incidents (None before the first run)."""
+    import json
+
+    from loopline.monitoring.incidents import incident_store
+    from loopline.monitoring.monitor import monitoring_dir
+
+    state = monitoring_dir(settings)
+    latest_path = state / "latest.json"
+    store = incident_store(state)
+    if not latest_path.is_file() and not store.path.is_file():
+        return None
+    latest = json.loads(latest_path.read_text("utf-8")) if latest_path.is_file() else {}
+    return {
+        "last_run": latest.get("run_id"),
+        "drift": (latest.get("drift") or {}).get("status"),
+        "findings": [f["name"] for f in latest.get("findings", []) if f["status"] == "firing"],
+        "open_incidents": [
+            {"id": i.id, "key": i.key, "status": i.status, "attempts": i.attempts}
+            for i in store.open_incidents()
+        ],
+    }
 
 
 def _format_deployment(dep: dict[str, Any]) -> list[str]:
@@ -86,6 +111,13 @@ def format_status(info: dict[str, Any]) -> str:
             lines.append(f"  {'':<10} {key} = {lineage[key]}")
     if info.get("deployment"):
         lines.extend(_format_deployment(info["deployment"]))
+    mon = info.get("monitoring")
+    if mon:
+        firing = ", ".join(mon["findings"]) or "none"
+        lines.append(f"  monitoring: last run {mon['last_run']}  drift {mon['drift']}")
+        lines.append(f"    firing: {firing}")
+        for inc in mon["open_incidents"]:
+            lines.append(f"    incident {inc['id']} {inc['key']} {inc['status']}")
     if info.get("audit"):
         lines.append("  recent audit entries:")
         for e in info["audit"]:

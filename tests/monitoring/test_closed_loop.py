@@ -15,6 +15,7 @@ One project goes through two incidents in order:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,12 @@ import pytest
 
 from loopline.config import Settings, deep_merge, load_settings
 from loopline.data.drift import generate_drifted_traffic
+from loopline.data.io import read_prepared
 from loopline.deploy.service import down, up
-from loopline.deploy.stack import load_stack
+from loopline.deploy.stack import load_stack, targets_file
 from loopline.governance.audit import AuditTrail
-from loopline.monitoring.actions import resolve, store_for
+from loopline.monitoring.actions import handle_alerts, resolve, store_for
+from loopline.monitoring.remediation import Alert
 from loopline.registry.mlflow_registry import ModelRegistry
 from tests.conftest import LENIENT_GATES, SMALL, make_dvc_project
 from tests.flows.conftest import git_init
@@ -40,12 +43,16 @@ MONITORING: dict[str, Any] = {
         "window_minutes": 60,
         "reference_rows": 600,
         "drift": {"min_rows": 40, "embedding_max_rows": 200},
-        "quality": {"probes": 0},
+        "quality": {"probes": 8, "min_samples": 4},
         "evidently_report": True,
         # The second incident follows the first within minutes; the cooldown rule itself
         # is unit-tested.
         "remediation": {"cooldown_minutes": 0, "fresh_tickets": 240},
-    }
+    },
+    # 40-step test models differ from each other by noise; a retrained one must not be worse
+    # than the champion by more than this on the same test split (the rule is unit-tested).
+    "promotion": {"min_improvement": -0.05},
+    "release": {"golden": {"path": "golden.jsonl", "per_poll": 2}},
 }
 
 
@@ -74,11 +81,39 @@ def loop_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
     settings = load_settings(root, env="local")
     result = run_spine(settings)
     assert result.review.decision.action == "promote"
+    # Golden probes: held-out tickets with their reference replies.
+    test = read_prepared(settings.path(settings.data.prepared_dir))["test"].head(8)
+    golden = [{"prompt": p, "reference": r} for p, r in zip(test.prompt, test.reply, strict=True)]
+    (root / "golden.jsonl").write_text("".join(json.dumps(g) + "\n" for g in golden))
     up(settings, progress=lambda _m: None)
     try:
         yield settings
     finally:
         down(settings)
+
+
+def mlflow_run(settings: Settings, run_name: str) -> dict[str, Any]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    exp = client.get_experiment_by_name(f"{settings.tracking.experiment}-monitoring")
+    assert exp is not None
+    [run] = client.search_runs([exp.experiment_id], f"attributes.run_name = '{run_name}'")
+    names = [a.path for a in client.list_artifacts(run.info.run_id)]
+    return {"params": run.data.params, "artifacts": names}
+
+
+def wait_for_events(name: str, timeout: float = 20.0) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_events(EventFilter(event=EventNameFilter(name=[name])), limit=50)
+            if page.events or time.monotonic() > deadline:
+                return list(page.events)
+            time.sleep(0.5)
 
 
 def champion(settings: Settings) -> str:
@@ -103,9 +138,20 @@ def test_failing_retrain_escalates_and_leaves_the_champion_serving(
     fresh = fresh.assign(intent="teleport_request", ticket_id=["BAD-1", "BAD-2", "BAD-3"])
     bad.write_text("".join(json.dumps(r) + "\n" for r in fresh.to_dict(orient="records")))
 
-    summary = monitor(MonitorParams(project_root=str(settings.root), probes=False))
+    summary = monitor(MonitorParams(project_root=str(settings.root), probes=True))
 
     assert summary["drift"] == "drift"
+    latest = json.loads((settings.path(settings.monitoring.state_dir) / "latest.json").read_text())
+    probes = {q["source"]: q for q in latest["quality"]}["probes"]
+    assert (
+        probes["samples"] == 8 and probes["baseline"] == probes["score"]
+    )  # the first is the baseline
+    assert set(latest["anomalies"]) == {"traffic", "error_rate", "latency_p95_ms",
+                                        "cost_per_request"}  # fmt: skip
+    assert latest["window"]["requests"] >= 60  # probes are not part of the window
+    run = mlflow_run(settings, latest["run_id"])
+    assert run["params"]["drift_status"] == "drift"
+    assert {"report.json", "drift.html"} <= set(run["artifacts"])
     assert "LooplineInputDrift:firing" in summary["findings"]
     [outcome] = summary["remediations"]
     assert outcome["action"] == "retrain" and outcome["succeeded"] is False
@@ -122,12 +168,23 @@ def test_failing_retrain_escalates_and_leaves_the_champion_serving(
                       "action_finished", "escalated"]  # fmt: skip
     actions = [e.action for e in AuditTrail.for_settings(settings).entries()]
     assert actions[-3:] == ["remediation_started", "remediation_failed", "incident_escalated"]
-    # A second monitor run does not retry an escalated incident.
-    again = monitor(MonitorParams(project_root=str(settings.root), probes=False))
-    assert [d["action"] for d in again["decisions"] if d["alert"] == "LooplineInputDrift"] == [
-        "none"
-    ]
-    assert again["remediations"] == []
+    # The flow emitted the event the retrain-on-drift deployment is triggered by.
+    [event] = wait_for_events("loopline.drift.detected")
+    assert event.resource.id == f"loopline.incident.{outcome['incident']}"
+    assert event.resource["loopline.action"] == "retrain"
+    assert event.payload["incident_id"] == outcome["incident"]
+    from loopline.status import collect_status, format_status
+
+    status = collect_status(settings)
+    assert status["monitoring"]["drift"] == "drift"
+    assert {"id": outcome["incident"], "key": "LooplineInputDrift:1", "status": "escalated",
+            "attempts": 1} in status["monitoring"]["open_incidents"]  # fmt: skip
+    assert f"incident {outcome['incident']} LooplineInputDrift:1 escalated" in format_status(status)
+    # The same finding again (the next scheduled run) does not retry an escalated incident.
+    [finding] = [f for f in latest["findings"] if f["name"] == "LooplineInputDrift"]
+    again = Alert(finding["name"], "firing", finding["labels"], finding["summary"], time.time())
+    [rec] = handle_alerts(settings, [again])
+    assert rec.decision.action == "none" and "already escalated" in rec.decision.reason
     # People fix the data and close the incident.
     bad.unlink()
     resolve(settings, outcome["incident"], "bad labels removed", by="oncall")
@@ -160,7 +217,6 @@ def test_drift_alert_retrains_through_the_gates_and_a_canary(
         running_prometheus,
         shorten_for,
         wait_until,
-        write_serving_targets,
     )
     from tests.monitoring.test_monitor_service import monitor_service
     from tests.release_local.test_local_releases import Traffic
@@ -169,6 +225,7 @@ def test_drift_alert_retrains_through_the_gates_and_a_canary(
     url = router_url(settings)
     assert champion(settings) == "1"
     assert set(send(url, settings.model.name, drifted_prompts(60, seed=3))) == {200}
+    since = time.time()
     # The monitor only reports: its verdicts become gauges for Prometheus.
     report = run_monitor(settings, probes=False)
     assert report.drift.input_drift, report.drift.reasons
@@ -179,8 +236,11 @@ def test_drift_alert_retrains_through_the_gates_and_a_canary(
         "alerts.yml": shorten_for(load_yaml(RULES_DIR / "alerts.yml")),
         "recording.yml": load_yaml(RULES_DIR / "recording.yml"),
     }
-    targets = tmp_path / "targets"
-    write_serving_targets(targets, [stable.url.removeprefix("http://")], {"role": "stable"})
+    # The deployment keeps Prometheus' file_sd targets current (stack.save_stack).
+    targets = targets_file(settings).parent
+    assert json.loads(targets_file(settings).read_text()) == [
+        {"targets": [stable.url.removeprefix("http://")], "labels": {"role": "stable"}}
+    ]
     with (
         monitor_service(Path(settings.root), "--executor", "inline") as monitor_url,
         running_alertmanager(
@@ -199,6 +259,11 @@ def test_drift_alert_retrains_through_the_gates_and_a_canary(
         Traffic(url, settings.model.name),  # live users during the canary
     ):
         wait_until(
+            lambda: prom.vector('up{job="loopline-serving", role="stable"} == 1'),
+            "Prometheus scraping the stable server",
+            timeout=30,
+        )
+        wait_until(
             lambda: any(
                 a["labels"]["alertname"] == "LooplineInputDrift" and a["state"] == "firing"
                 for a in prom.alerts()
@@ -208,11 +273,12 @@ def test_drift_alert_retrains_through_the_gates_and_a_canary(
         )
 
         def settled() -> dict[str, Any] | None:
+            # Input and embedding drift arrive together; whichever came first retrains.
             found = httpx.get(f"{monitor_url}/incidents", timeout=5, trust_env=False).json()
+            keys = ("LooplineInputDrift:1", "LooplineEmbeddingDrift:1")
             for inc in found:
-                if inc["key"] == "LooplineInputDrift:1" and inc["status"] in (
-                    "mitigated", "escalated", "open"
-                ) and inc["attempts"]:  # fmt: skip
+                done = inc["status"] in ("mitigated", "escalated", "open")
+                if inc["key"] in keys and inc["attempts"] and done and inc["opened_at"] >= since:
                     return dict(inc)
             return None
 
@@ -230,6 +296,8 @@ def test_drift_alert_retrains_through_the_gates_and_a_canary(
     assert champion(settings) == new != "1"
     assert ModelRegistry(settings).get_by_alias("previous_champion").version == "1"  # type: ignore[union-attr]
     assert load_stack(settings).stable.version == new  # type: ignore[union-attr]
+    [group] = json.loads(targets_file(settings).read_text())
+    assert group["targets"] == [load_stack(settings).stable.url.removeprefix("http://")]  # type: ignore[union-attr]
     assert set(send(url, settings.model.name, drifted_prompts(5, seed=4))) == {200}
     entries = AuditTrail.for_settings(settings).entries()
     by_monitor = iter(e.action for e in entries if e.actor == "loopline-monitor")

@@ -104,9 +104,28 @@ def load_stack(settings: Settings) -> Stack:
     return Stack.from_dict(read_json(path))
 
 
+def prometheus_targets(stack: Stack) -> list[dict[str, Any]]:
+    """The running model servers as a Prometheus ``file_sd`` document (one group per role;
+    infra/prometheus/prometheus.yml reads ``targets/serving*.json``)."""
+    # No `version` target label: the servers' own series carry it, and a target label of
+    # the same name would rename theirs to `exported_version`.
+    roles = (("stable", stack.stable), ("candidate", stack.candidate), ("standby", stack.standby))
+    return [
+        {"targets": [server.url.removeprefix("http://")], "labels": {"role": role}}
+        for role, server in roles
+        if server is not None
+    ]
+
+
+def targets_file(settings: Settings) -> Path:
+    return settings.path(settings.monitoring.state_dir) / "targets" / "serving.json"
+
+
 def save_stack(settings: Settings, stack: Stack) -> Stack:
+    """Persist the stack, and the servers' addresses for Prometheus (both atomically)."""
     deploy_dir(settings).mkdir(parents=True, exist_ok=True)
     write_json(stack.to_dict(), stack_file(settings))
+    write_json(prometheus_targets(stack), targets_file(settings))
     return stack
 
 

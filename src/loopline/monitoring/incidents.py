@@ -152,6 +152,11 @@ class IncidentStore:
                 for i in incidents.values()
                 if i.status == "remediating" and i.last_action
             }
+            escalated = {
+                (i.last_action, i.key.rpartition(":")[2] if ":" in i.key else ""): i.id
+                for i in incidents.values()
+                if i.status == "escalated" and i.last_action
+            }
             decision = decide_remediation(
                 alert,
                 current,
@@ -159,6 +164,7 @@ class IncidentStore:
                 policy,
                 now,
                 running=running,
+                escalated=escalated,
                 champion=champion,
             )
             if current is None:  # a resolved alert with no open incident: nothing to record

@@ -12,6 +12,8 @@ alert given its incident, the time of the last action of each kind and the polic
 * incident already escalated, or an action of it still running → ``none``;
 * an action of the same kind running for another incident → ``none`` (input drift, embedding
   drift and a quality drop are often one problem: one retraining answers all of them);
+* the same action for the same version already failed and escalated in another incident
+  that is still open → ``none`` (people have it; another alert name is not a new problem);
 * a retrain alert about a version that is no longer the champion → ``none`` (stale: the
   model it judged has been replaced);
 * ``max_attempts`` actions already tried for this incident → ``escalate`` (a remediation that
@@ -178,11 +180,13 @@ def decide_remediation(
     now: float,
     *,
     running: Mapping[str, str] | None = None,
+    escalated: Mapping[tuple[str, str], str] | None = None,
     champion: str | None = None,
 ) -> RemediationDecision:
     """What to do about ``alert`` now (see the module docstring for the rules).
 
     ``running`` maps an action kind to the incident whose action of that kind is running;
+    ``escalated`` maps (action, version) to an open escalated incident whose action failed;
     ``champion`` is the version serving as champion now, when known.
     """
     if alert.status == "resolved":
@@ -204,6 +208,11 @@ def decide_remediation(
     if other is not None and (incident is None or other != incident.id):
         return RemediationDecision("none", f"a {wanted} is already running (incident {other})")
     version = alert.labels.get("version")
+    failed = (escalated or {}).get((wanted, version or ""))
+    if failed is not None and (incident is None or failed != incident.id):
+        return RemediationDecision(
+            "none", f"a {wanted} for this version already failed and escalated (incident {failed})"
+        )
     if wanted == "retrain" and champion is not None and version and version != champion:
         return RemediationDecision(
             "none", f"{alert.name} concerns v{version}, but v{champion} is champion now"

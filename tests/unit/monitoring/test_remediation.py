@@ -225,3 +225,30 @@ def test_the_store_passes_running_actions_to_the_decision(tmp_path: Path) -> Non
     assert first.decision.action == "retrain"
     assert second.decision.action == "none" and first.incident is not None
     assert first.incident.id in second.decision.reason
+
+
+def test_a_failed_and_escalated_action_is_not_retried_under_another_alert_name() -> None:
+    drift = alert("LooplineInputDrift", remediation="retrain", version="1")
+    held = decide_remediation(drift, None, {}, POLICY, NOW, escalated={("retrain", "1"): "inc-3"})
+    assert held.action == "none" and "already failed and escalated (incident inc-3)" in held.reason
+    # Another version is another problem.
+    other = alert("LooplineInputDrift", remediation="retrain", version="2")
+    assert (
+        decide_remediation(
+            other, None, {}, POLICY, NOW, escalated={("retrain", "1"): "inc-3"}
+        ).action
+        == "retrain"
+    )
+
+
+def test_the_store_holds_retrains_after_an_escalation(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path / "incidents.jsonl")
+    policy = RemediationPolicy(cooldown_minutes=0, max_attempts=1)
+    emb = store.record_alert(alert("LooplineEmbeddingDrift", remediation="retrain"), policy, NOW)
+    assert emb.incident is not None and store.take(emb.incident.id)
+    store.finish_action(emb.incident.id, "retrain", False, policy, now=NOW + 1)
+    later = store.record_alert(alert("LooplineInputDrift", remediation="retrain"), policy, NOW + 2)
+    assert later.decision.action == "none" and emb.incident.id in later.decision.reason
+    store.resolve(emb.incident.id, "fixed by hand", now=NOW + 3)  # people closed it
+    again = store.record_alert(alert("LooplineInputDrift", remediation="retrain"), policy, NOW + 4)
+    assert again.decision.action == "retrain"
