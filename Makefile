@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 
-.PHONY: install demo test test-container lint format bench-pipeline bench-serving bench-canary bench-drift bench-drift-detection bench-anomaly mlflow-ui prefect-ui clean-state
+.PHONY: install demo demo-loop test test-container lint format bench-pipeline bench-serving bench-canary bench-drift bench-drift-detection bench-anomaly mlflow-ui prefect-ui clean-state
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(STAMP)
 ## Run the whole demo pipeline on embedded defaults (state under .loopline/).
 demo: install
 	$(VENV)/bin/loopline run
+
+## The closed loop after the pipeline: serve, monitor, drift, retrain through a canary.
+demo-loop: install
+	$(VENV)/bin/loopline demo
 
 ## Run the test suite.
 test: install

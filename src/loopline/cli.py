@@ -139,10 +139,11 @@ def demo(
     requests: Annotated[int, typer.Option(help="Simulated requests per traffic phase.")] = 150,
 ) -> None:
     """The whole loop on embedded defaults: the pipeline, then serve the champion, monitor
-    ordinary and shifted traffic, and remediate the drift (retrain → gates → canary)."""
+    ordinary and shifted traffic, and remediate the drift (retrain → gates → canary).
+    Runs with the `demo` environment overlay (a shorter canary) unless --env is given."""
     from loopline.demo import run_demo
 
-    settings = _settings(project, env)
+    settings = _settings(project, env or "demo")
     _echo(f"demo on {settings.root} (env {settings.env}, state {settings.state_dir}/)")
     summary = _run_spine(settings, "pipeline", no_prefect)
     _report(summary, settings, None)

@@ -54,6 +54,7 @@ class Users:
     model: str
     prompts: Sequence[str]
     concurrency: int = 3
+    pause_s: float = 0.0  # between one client's requests (leaves the laptop CPU to retrain)
     statuses: list[int] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -66,6 +67,7 @@ class Users:
             while not self._stop.is_set():
                 self.statuses.append(_chat(http, self.model, self.prompts[i % len(self.prompts)]))
                 i += self.concurrency
+                self._stop.wait(self.pause_s)
 
     def __enter__(self) -> Users:
         for w in range(self.concurrency):
@@ -109,7 +111,9 @@ def run_demo(
         progress(f"demo: the traffic shifts: {len(shifted)} requests in other registers")
         out["drift_statuses"] = _count(send(url, model, shifted))
         # The window holds both halves; the shifted one is enough to be detected.
-        with Users(url, model, shifted) as users:  # users keep coming during the canary
+        with Users(
+            url, model, shifted, concurrency=2, pause_s=0.3
+        ) as users:  # users keep coming during the canary
             out["monitor_drift"] = monitor()
         out["statuses_during_remediation"] = _count(users.statuses)
         from loopline.deploy.stack import load_stack

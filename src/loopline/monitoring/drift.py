@@ -7,9 +7,10 @@ embeddings get a classifier two-sample test (what Evidently's embedding drift do
 default): a logistic regression tells reference from current prompts under stratified
 cross-validation; drift needs a ROC AUC above ``policy.embedding_auc`` (Evidently's effect
 size, 0.55) *and* a significant one: the AUC of out-of-fold scores is a Mann-Whitney U
-statistic, whose one-sided p-value must be below ``policy.embedding_alpha``. The effect
-size alone flagged about one clean window in eight at 100 requests (the null AUC's spread
-is ~0.04 there).
+statistic, whose one-sided p-value must be below ``policy.embedding_alpha`` (0.001). The
+effect size alone flagged about one clean window in eight at 100 requests (the null AUC's
+spread is ~0.04 there); out-of-fold scores are not quite exchangeable, so the p-value is
+approximate and the default alpha is strict (drifted windows score p < 1e-20).
 Input drift is either the input columns or the embeddings drifting.
 
 ``evidently_report`` renders the same comparison as an Evidently 0.7 HTML report for people.
@@ -68,7 +69,7 @@ class EmbeddingDrift:
     n_reference: int
     n_current: int
     p_value: float = 1.0
-    alpha: float = 0.01
+    alpha: float = 0.001
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,7 +119,7 @@ def embedding_drift(
     current: np.ndarray,
     *,
     threshold: float,
-    alpha: float = 0.01,
+    alpha: float = 0.001,
     seed: int = 0,
     folds: int = 5,
 ) -> EmbeddingDrift:

@@ -35,7 +35,7 @@ class DriftPolicy(_Frozen):
     drift_share: float = Field(0.5, gt=0, le=1)
     min_rows: int = Field(50, ge=5)
     embedding_auc: float = Field(0.55, gt=0.5, lt=1)
-    embedding_alpha: float = Field(0.01, gt=0, lt=1)
+    embedding_alpha: float = Field(0.001, gt=0, lt=1)
     embedding_max_rows: int = Field(500, ge=20)
 
 
