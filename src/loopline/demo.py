@@ -110,9 +110,13 @@ def run_demo(
         shifted = [str(r["prompt"]) for r in drifted_records(requests, seed=7, mix=mix)]
         progress(f"demo: the traffic shifts: {len(shifted)} requests in other registers")
         out["drift_statuses"] = _count(send(url, model, shifted))
-        # The window holds both halves; the shifted one is enough to be detected.
+        # The window holds both halves; the shifted one is enough to be detected. The users
+        # during the remediation send prompts that do not repeat: repeats would come from
+        # the stable server's warm response cache, and the canary would compare cached
+        # answers with the candidate's generated ones.
+        more = [str(r["prompt"]) for r in drifted_records(3000, seed=8, mix=mix)]
         with Users(
-            url, model, shifted, concurrency=2, pause_s=0.3
+            url, model, more, concurrency=2, pause_s=0.3
         ) as users:  # users keep coming during the canary
             out["monitor_drift"] = monitor()
         out["statuses_during_remediation"] = _count(users.statuses)
