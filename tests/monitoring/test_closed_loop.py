@@ -155,7 +155,10 @@ def test_failing_retrain_escalates_and_leaves_the_champion_serving(
     assert run["params"]["drift_status"] == "drift"
     assert {"report.json", "drift.html"} <= set(run["artifacts"])
     html = Path(latest["html"])
-    assert html.stat().st_size > 10_000 and b"evidently" in html.read_bytes()[:200_000].lower()
+    assert (
+        html.stat().st_size > 10_000
+        and html.read_bytes().lstrip()[:15].lower() == b"<!doctype html>"
+    )
     assert "LooplineInputDrift:firing" in summary["findings"]
     [outcome] = summary["remediations"]
     assert outcome["action"] == "retrain" and outcome["succeeded"] is False
@@ -228,6 +231,11 @@ def test_drift_alert_retrains_through_the_gates_and_a_canary(
     settings = loop_project
     url = router_url(settings)
     assert champion(settings) == "1"
+    # People have closed earlier escalations (the first test does this itself; this keeps
+    # the test meaningful when run alone or after a failure there).
+    for inc in store_for(settings).open_incidents():
+        if inc.status == "escalated":
+            resolve(settings, inc.id, "handled by people", by="oncall")
     assert set(send(url, settings.model.name, drifted_prompts(60, seed=3))) == {200}
     since = time.time()
     # The monitor only reports: its verdicts become gauges for Prometheus.
@@ -289,7 +297,7 @@ def test_drift_alert_retrains_through_the_gates_and_a_canary(
                     return dict(inc)
             return None
 
-        incident = wait_until(settled, "the drift incident remediated", timeout=900)
+        incident = wait_until(settled, "the drift incident remediated", timeout=420)
     assert incident is not None
     assert incident["status"] == "mitigated", json.dumps(incident["timeline"], indent=1)
     alert_events = [e for e in incident["timeline"] if e["event"] == "alert"]
