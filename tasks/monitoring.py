@@ -93,8 +93,7 @@ def emit_events(settings: Settings, report: MonitorReport, recorded: list[Record
 
 @task(name="take-action", cache_policy=NONE)
 def take(settings: Settings, incident_id: str) -> Recorded | None:
-    rec = actions.claimed(settings, incident_id)
-    return rec if actions.store_for(settings).take(incident_id) else None
+    return actions.take_claimed(settings, incident_id)
 
 
 @task(name="rollback", cache_policy=NONE, retries=0)

@@ -223,8 +223,7 @@ def claimed(settings: Settings, incident_id: str) -> Recorded:
 
     inc = store_for(settings).get(incident_id)
     started = [e for e in inc.timeline if e["event"] == "action_started"]
-    finished = [e for e in inc.timeline if e["event"] == "action_finished"]
-    if not started or len(finished) >= len(started):
+    if not inc.action_pending:
         raise ValueError(f"incident {incident_id} has no claimed action waiting to run")
     alerts = [e for e in inc.timeline if e["event"] == "alert"]
     a = alerts[-1]["alert"]
@@ -250,3 +249,10 @@ def resolve(settings: Settings, incident_id: str, reason: str, by: str | None = 
         "incident_resolved", f"incident/{incident_id}", by or getpass.getuser(), {"reason": reason}
     )
     return after
+
+
+def take_claimed(settings: Settings, incident_id: str) -> Recorded | None:
+    """The incident's claimed action, taken for execution by this caller; None when another
+    executor already took it (see :meth:`IncidentStore.take`)."""
+    rec = claimed(settings, incident_id)
+    return rec if store_for(settings).take(incident_id) else None

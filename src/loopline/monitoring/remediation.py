@@ -148,6 +148,12 @@ class Incident:
     def active(self) -> bool:
         return self.status not in ("resolved",)
 
+    @property
+    def action_pending(self) -> bool:
+        """A claimed action has no recorded outcome yet."""
+        kinds = [e["event"] for e in self.timeline]
+        return kinds.count("action_started") > kinds.count("action_finished")
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "timeline": [dict(e) for e in self.timeline]}
 

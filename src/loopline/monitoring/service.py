@@ -78,13 +78,6 @@ def inline_executor(settings: Settings) -> Executor:
     return command_executor(settings, argv)
 
 
-def _unfinished(settings: Settings, incident_id: str) -> bool:
-    from loopline.monitoring.actions import store_for
-
-    kinds = [e["event"] for e in store_for(settings).get(incident_id).timeline]
-    return kinds.count("action_started") > kinds.count("action_finished")
-
-
 def command_executor(settings: Settings, template: Sequence[str]) -> Executor:
     """Each action runs ``template`` with ``{incident}``/``{action}`` filled in. The command
     records the outcome itself (``loopline monitor execute`` does) or hands the action on
@@ -100,8 +93,9 @@ def command_executor(settings: Settings, template: Sequence[str]) -> Executor:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n", flush=True)
         # Exit 0: done, or handed on (a deployment run records the outcome later).
-        if proc.returncode != 0 and _unfinished(settings, rec.incident.id):
-            store_for(settings).finish_action(
+        store = store_for(settings)
+        if proc.returncode != 0 and store.get(rec.incident.id).action_pending:
+            store.finish_action(
                 rec.incident.id,
                 rec.decision.action,
                 False,
