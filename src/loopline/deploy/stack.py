@@ -276,5 +276,6 @@ def start_router_proc(settings: Settings, stable: ServerProc) -> RouterProc:
         stable.url,
         log_path=log,
         state_file=deploy_dir(settings) / "router-state.json",
+        extra_args=["--plan-file", str(settings.path(settings.serving.experiments_plan))],
     )
     return RouterProc(pid=proc.pid, port=port, admin_port=admin_port, log=str(log))

@@ -5,9 +5,11 @@ pools), the stats ring and the mirror tasks. :class:`ProxyApp` is the ASGI app s
 data port; every request goes through :meth:`Router.handle`.
 
 Per request: the live arm comes from the state's splitter (smooth WRR, or a stable hash of
-``x-loopline-user`` when present); a mirrored copy, if picked, is sent to the candidate in the
-background. A candidate that cannot be reached (no response at all) is recorded as a failure
-and the request is retried once on stable; a candidate's 5xx response is returned as is.
+``x-loopline-user`` when present) or, while an A/B test of model versions runs, from the
+unit's variant in the serving plan (``--plan-file``); a mirrored copy, if picked, is sent to
+the candidate in the background. A candidate that cannot be reached (no response at all) is
+recorded as a failure and the request is retried once on stable; a candidate's 5xx response
+is returned as is.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from loopline.experiments.runtime import route as plan_route
+from loopline.experiments.runtime import unit_of
 from loopline.fsutil import write_json
 from loopline.routing.split import PercentSplitter, sticky_choice
 from loopline.routing.state import RouterState
 from loopline.routing.stats import StatsRing
+from loopline.serving.plan import PlanWatcher
 from loopline.serving.quality import reply_quality
 
 log = logging.getLogger("loopline.routing")
@@ -117,6 +122,14 @@ def _decoded(raw: bytes, encoding: str | None) -> bytes | None:
     return None
 
 
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def reply_text(path: str, body: bytes) -> str | None:
     """The generated text of an OpenAI-shaped completion reply, if ``path`` is one."""
     if path.endswith("/chat/completions"):
@@ -163,8 +176,10 @@ class Router:
         max_connections: int = 512,
         state_file: Path | None = None,
         state_extra: dict[str, Any] | None = None,
+        plan_file: Path | None = None,
     ) -> None:
         self._route = _Route(state)
+        self.plan = PlanWatcher(plan_file) if plan_file is not None else None
         self.timeout = timeout
         self.stats = StatsRing(stats_capacity)
         self.max_mirrors = max_mirrors
@@ -267,7 +282,13 @@ class Router:
 
         candidate = state.candidate
         to_candidate = False
-        if candidate is not None and state.candidate_weight > 0:
+        plan = self.plan.current() if self.plan is not None else None
+        if candidate is not None and plan is not None and plan.routed:
+            # an A/B test of model versions: the unit's variant decides the backend
+            header = request.headers.get("x-loopline-user")
+            unit = unit_of(header, None if header else _json_object(body))
+            to_candidate = plan_route(plan, unit) == "candidate"
+        elif candidate is not None and state.candidate_weight > 0:
             user = request.headers.get("x-loopline-user")
             if user:
                 to_candidate = sticky_choice(user, state.candidate_weight)

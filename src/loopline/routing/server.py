@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror-percent", type=float, default=0.0, help="percent mirrored")
     p.add_argument("--stats-capacity", type=int, default=200_000, help="records kept")
     p.add_argument("--state-file", type=Path, default=None, help="JSON file of the state")
+    p.add_argument(
+        "--plan-file", type=Path, default=None, help="serving plan (experiments) to route by"
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="upstream timeout in seconds")
     p.add_argument("--max-mirrors", type=int, default=64, help="mirrors in flight at most")
     p.add_argument("--max-connections", type=int, default=512, help="upstream pool size")
@@ -98,6 +101,7 @@ async def serve(args: argparse.Namespace) -> None:
         max_mirrors=args.max_mirrors,
         max_connections=args.max_connections,
         state_file=args.state_file,
+        plan_file=args.plan_file,
         state_extra={"pid": os.getpid(), "port": port, "admin_port": admin_port},
     )
     servers = [

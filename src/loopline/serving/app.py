@@ -31,10 +31,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from loopline.experiments.runtime import (
+    DEFAULT,
+    Treatment,
+    attributes_of,
+    render_prompt,
+    resolve,
+    unit_of,
+)
 from loopline.serving.engine import ApiError, CompletionParams, CompletionResult, ServingEngine
 
 Handled = tuple[Response, list[tuple[str, CompletionResult]]]
-Work = Callable[[Mapping[str, Any], str, list[str]], Awaitable[Handled]]
+Work = Callable[[Mapping[str, Any], str, list[str], Treatment], Awaitable[Handled]]
 # "probe": the monitor's golden probes (kept out of the monitoring window by this label).
 VARIANTS = frozenset({"stable", "candidate", "shadow", "probe"})
 COMPLETION_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
@@ -198,14 +206,26 @@ def create_app(engine: ServingEngine) -> FastAPI:
                 code="model_not_found",
             )
 
-    def params_of(req: _Sampling, prompt: str, max_tokens: int | None) -> CompletionParams:
+    def params_of(
+        req: _Sampling, prompt: str, max_tokens: int | None, treatment: Treatment
+    ) -> CompletionParams:
+        """The model call: the experiment's prompt template and generation parameters (a
+        variant's parameters override the client's) over the request's own."""
+        p = treatment.params
         return CompletionParams(
-            prompt=prompt,
-            max_tokens=max_tokens or engine.config.default_max_tokens,
-            temperature=req.temperature,
-            seed=req.seed,
+            prompt=render_prompt(treatment.prompt_template, prompt),
+            max_tokens=int(p.get("max_tokens", max_tokens or engine.config.default_max_tokens)),
+            temperature=float(p.get("temperature", req.temperature)),
+            seed=int(p["seed"]) if "seed" in p else req.seed,
             stop=req.stops(),
         )
+
+    def treatment_of(request: Request, data: Mapping[str, Any]) -> Treatment:
+        plan = engine.plan.current()
+        if not plan.experiments and not plan.flags and plan.default is None:
+            return DEFAULT
+        unit = unit_of(request.headers.get("x-loopline-user"), data)
+        return resolve(plan, unit, attributes_of(data))
 
     async def handle(request: Request, work: Work) -> Response:
         started = time.perf_counter()
@@ -238,9 +258,11 @@ def create_app(engine: ServingEngine) -> FastAPI:
         request: Request,
         work: Work,
     ) -> Response:
+        treatment = DEFAULT
         try:
             data = await body_json(request)
-            response, results = await work(data, variant, seen)
+            treatment = treatment_of(request, data)
+            response, results = await work(data, variant, seen, treatment)
         except ApiError as err:
             await engine.record(
                 request_id=request_id,
@@ -250,6 +272,7 @@ def create_app(engine: ServingEngine) -> FastAPI:
                 started=started,
                 prompt=seen[0] if len(seen) == 1 else None,
                 error=err.message,
+                exposure=treatment.log_fields() if treatment.unit_id else None,
             )
             headers = {**err.headers, "x-request-id": request_id}
             return JSONResponse(err.body(), status_code=err.status, headers=headers)
@@ -264,8 +287,11 @@ def create_app(engine: ServingEngine) -> FastAPI:
                 prompt=prompt,
                 result=res,
                 stream=isinstance(response, StreamingResponse),
+                exposure=treatment.log_fields() if treatment.unit_id else None,
             )
         response.headers["x-request-id"] = request_id
+        if treatment.arms:
+            response.headers["x-loopline-experiments"] = treatment.header()
         response.headers["x-loopline-model-version"] = engine.model.version
         return response
 
@@ -276,7 +302,9 @@ def create_app(engine: ServingEngine) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        async def work(data: Mapping[str, Any], variant: str, seen: list[str]) -> Handled:
+        async def work(
+            data: Mapping[str, Any], variant: str, seen: list[str], treatment: Treatment
+        ) -> Handled:
             try:
                 req = ChatRequest.model_validate(data)
             except ValidationError as exc:
@@ -284,7 +312,7 @@ def create_app(engine: ServingEngine) -> FastAPI:
             prompt = req.prompt()
             seen.append(prompt)
             check_model(req.model)
-            params = params_of(req, prompt, req.max_completion_tokens or req.max_tokens)
+            params = params_of(req, prompt, req.max_completion_tokens or req.max_tokens, treatment)
             result = await engine.complete(params, variant=variant)
             rid = f"chatcmpl-{uuid.uuid4().hex}"
             created = int(time.time())
@@ -312,7 +340,9 @@ def create_app(engine: ServingEngine) -> FastAPI:
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        async def work(data: Mapping[str, Any], variant: str, seen: list[str]) -> Handled:
+        async def work(
+            data: Mapping[str, Any], variant: str, seen: list[str], treatment: Treatment
+        ) -> Handled:
             try:
                 req = CompletionRequest.model_validate(data)
             except ValidationError as exc:
@@ -322,7 +352,7 @@ def create_app(engine: ServingEngine) -> FastAPI:
             check_model(req.model)
             if req.stream and len(prompts) > 1:
                 raise ApiError(400, "stream supports one prompt", param="stream")
-            params = [params_of(req, p, req.max_tokens) for p in prompts]
+            params = [params_of(req, p, req.max_tokens, treatment) for p in prompts]
             for p in params:
                 engine.check_limits(p)
             results = list(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from loopline.serving.batcher import JobResult, ModelWorker, QueueFullError
 from loopline.serving.cache import ResponseCache, cache_key
 from loopline.serving.metrics import ServingMetrics
 from loopline.serving.model_store import ServedModel
+from loopline.serving.plan import PlanWatcher
 from loopline.serving.request_log import RequestLog
 
 __all__ = [
@@ -107,8 +109,10 @@ class ServingEngine:
         request_log: RequestLog,
         *,
         variant: str = "stable",
+        plan: PlanWatcher | None = None,
     ) -> None:
         self.config = config
+        self.plan = plan if plan is not None else PlanWatcher(None)
         self.model = model
         self.generator = generator
         self.log = request_log
@@ -300,6 +304,7 @@ class ServingEngine:
         result: CompletionResult | None = None,
         error: str | None = None,
         stream: bool = False,
+        exposure: Mapping[str, Any] | None = None,
     ) -> None:
         """Count the request in the metrics and append it to the request log (durably)."""
         latency = time.perf_counter() - started
@@ -327,6 +332,7 @@ class ServingEngine:
             "cost_usd": 0.0,
             "stream": stream,
             "error": error,
+            **(exposure or {}),
         }
         if result is not None:
             m.tokens.labels("prompt", variant, v).inc(result.prompt_tokens)

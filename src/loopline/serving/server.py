@@ -68,7 +68,10 @@ def build_engine(settings: Settings, opts: ServeOptions) -> ServingEngine:
             f"{served.name}-v{served.version}",
             max_bytes=cfg.request_log_max_bytes,
         )
-    return ServingEngine(cfg, served, generator, request_log, variant=opts.variant)
+    from loopline.serving.plan import PlanWatcher
+
+    plan = PlanWatcher(settings.path(cfg.experiments_plan), cfg.plan_check_s)
+    return ServingEngine(cfg, served, generator, request_log, variant=opts.variant, plan=plan)
 
 
 def serve(settings: Settings, opts: ServeOptions) -> None:
