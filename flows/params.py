@@ -43,3 +43,13 @@ class RemediateParams(ProjectParams):
     """Perform the action an incident claimed."""
 
     incident_id: str = Field(..., min_length=1, description="Incident whose action to run")
+
+
+class ExperimentParams(ProjectParams):
+    """Analyse the running experiments, act on their decisions and advance flag rollouts."""
+
+    experiments: list[str] = Field(
+        default_factory=list, description="Experiments to analyse (empty: every running one)"
+    )
+    apply: bool = Field(True, description="Perform the decisions (ship, stop, roll back)")
+    rollouts: bool = Field(True, description="Advance guarded flag rollouts")

@@ -629,6 +629,230 @@ def monitor_incidents(
         )
 
 
+experiment_app = typer.Typer(
+    help="A/B experiments of models, prompts and parameters; feature-flag rollouts.",
+    no_args_is_help=True,
+)
+app.add_typer(experiment_app, name="experiment")
+
+
+def _experiment_error(exc: Exception) -> typer.Exit:
+    typer.secho(f"experiment error: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+@experiment_app.command("create")
+def experiment_create(
+    name: Annotated[str, typer.Argument(help="Experiment name (configured, or in --file).")],
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="YAML spec instead of the configuration.")
+    ] = None,
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+) -> None:
+    """Start an experiment: resolve its prompts, start a candidate for a model variant,
+    publish the serving plan. Nothing changes if anything is wrong."""
+    import yaml
+    from pydantic import ValidationError
+
+    from loopline.experiments.lifecycle import ExperimentError, create, definition
+    from loopline.experiments.policy import ExperimentSpec
+
+    settings = _settings(project, env)
+    try:
+        if file is not None:
+            data = yaml.safe_load(file.read_text("utf-8")) or {}
+            if not isinstance(data, dict):
+                raise ExperimentError(f"{file}: expected a mapping")
+            spec = ExperimentSpec.model_validate({"name": name, **data})
+        else:
+            spec = definition(settings, name)
+        record = create(settings, spec, progress=_echo)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "spec"
+        raise _experiment_error(ValueError(f"{file or name}: {where}: {err['msg']}")) from None
+    except (ExperimentError, OSError, yaml.YAMLError) as exc:
+        raise _experiment_error(exc) from None
+    typer.echo(json.dumps(record.model_dump(mode="json", exclude={"analyses"}), indent=2))
+
+
+@experiment_app.command("status")
+def experiment_status(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Experiments, their state and their latest analysis."""
+    from loopline.experiments.lifecycle import status
+
+    settings = _settings(project, env)
+    rows = status(settings)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        typer.echo("no experiments")
+    for r in rows:
+        last = r["last_analysis"] or {}
+        typer.echo(
+            f"{r['name']:<24} {r['status']:<11} control={r['control']} "
+            f"units={last.get('units', '-')} last={last.get('action', '-')}"
+        )
+        for v, what in r["variants"].items():
+            typer.echo(f"    {v:<16} {what}")
+
+
+def _print_analysis(summary: dict[str, Any]) -> None:
+    d = summary["decision"]
+    typer.echo(
+        f"{summary['experiment']}: units {summary['units']}, SRM p={summary['srm']['p_value']:.3g}"
+    )
+    for m in summary["metrics"]:
+        lo, hi = m["relative_ci"]
+        typer.echo(
+            f"  {m['metric']:<12} {m['variant']:<10} {100 * m['relative_difference']:+7.2f} % "
+            f"[{100 * lo:+.2f}, {100 * hi:+.2f}] p={m['adjusted_p_value']:.3g} ({m['interval']})"
+        )
+    typer.echo(f"decision: {d['action']} {d['variant'] or ''}: {'; '.join(d['reasons'])}")
+    for alert in d["alerts"]:
+        typer.secho(f"alert: {alert}", fg=typer.colors.YELLOW)
+    typer.echo(f"report: {summary['report_dir']}/report.html")
+
+
+@experiment_app.command("analyze")
+def experiment_analyze(
+    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Analyse from the logs (nothing is changed): report HTML/JSON, MLflow run."""
+    from loopline.experiments.lifecycle import ExperimentError, analyze
+
+    settings = _settings(project, env)
+    try:
+        summary = analyze(settings, name).summary()
+    except ExperimentError as exc:
+        raise _experiment_error(exc) from None
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_analysis(summary)
+
+
+@experiment_app.command("decide")
+def experiment_decide(
+    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide but change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Analyse, decide (ship / keep running / stop for harm / roll back) and act."""
+    from loopline.experiments.lifecycle import ExperimentError, decide
+
+    settings = _settings(project, env)
+    try:
+        analysis, applied = decide(settings, name, apply=not dry_run)
+    except ExperimentError as exc:
+        raise _experiment_error(exc) from None
+    summary = {**analysis.summary(), "applied": applied.to_dict() if applied else None}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    _print_analysis(summary)
+    for change in applied.changes if applied else ():
+        _echo(change)
+
+
+@experiment_app.command("run")
+def experiment_run(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    no_prefect: NoPrefectOpt = False,
+    apply: Annotated[bool, typer.Option(help="Act on the decisions.")] = True,
+) -> None:
+    """What the scheduled flow does: every running experiment, then flag rollouts."""
+    settings = _settings(project, env)
+    if not no_prefect:
+        out = _run_flow(settings, "experiment", {"apply": apply})
+        typer.echo(json.dumps(out, indent=2, default=str))
+        return
+    from loopline.experiments.lifecycle import advance_rollouts, decide, list_records
+
+    results = []
+    for record in [r for r in list_records(settings) if r.running]:
+        analysis, applied = decide(settings, record.name, apply=apply)
+        results.append({**analysis.summary(), "applied": applied.to_dict() if applied else None})
+    out = {"experiments": results, "rollouts": advance_rollouts(settings)}
+    typer.echo(json.dumps(out, indent=2, default=str))
+
+
+@experiment_app.command("stop")
+def experiment_stop(
+    name: Annotated[str, typer.Argument(help="Experiment name.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")],
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+) -> None:
+    """End an experiment by hand: everyone is served the control again."""
+    from loopline.experiments.lifecycle import ExperimentError, stop
+
+    settings = _settings(project, env)
+    try:
+        record = stop(settings, name, reason)
+    except ExperimentError as exc:
+        raise _experiment_error(exc) from None
+    typer.echo(f"{record.name}: {record.status}")
+
+
+@experiment_app.command("prompt")
+def experiment_prompt(
+    name: Annotated[str, typer.Argument(help="Prompt name in the MLflow prompt registry.")],
+    template: Annotated[str, typer.Option(help="Template with the variable {{ message }}.")],
+    message: Annotated[str, typer.Option(help="Commit message.")] = "",
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+) -> None:
+    """Register a prompt version (use it as a variant's prompt_version: name/version)."""
+    from loopline.experiments.lifecycle import ExperimentError, register_prompt
+
+    settings = _settings(project, env)
+    try:
+        typer.echo(register_prompt(settings, name, template, message))
+    except ExperimentError as exc:
+        raise _experiment_error(exc) from None
+
+
+@experiment_app.command("rollout")
+def experiment_rollout(
+    flag: Annotated[str, typer.Argument(help="A configured flag key.")],
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+) -> None:
+    """Start a guarded rollout of a flag at the schedule's first step (the experiment flow
+    advances it while its guard passes)."""
+    from loopline.experiments.lifecycle import ExperimentError, start_rollout
+
+    settings = _settings(project, env)
+    try:
+        state = start_rollout(settings, flag)
+    except ExperimentError as exc:
+        raise _experiment_error(exc) from None
+    pct = settings.experiments.rollout.steps[state.step]
+    typer.echo(f"{flag}: rollout started at {pct:g} %")
+
+
+@experiment_app.command("plan")
+def experiment_plan(project: ProjectOpt = Path("."), env: EnvOpt = None) -> None:
+    """Print the serving plan the servers evaluate (running experiments, flags)."""
+    from loopline.experiments.lifecycle import read_plan
+
+    plan = read_plan(_settings(project, env))
+    typer.echo("no plan published" if plan is None else plan.model_dump_json(indent=2))
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

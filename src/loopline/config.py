@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loopline.experiments.policy import ExperimentsConfig
 from loopline.monitoring.policy import MonitoringConfig
 from loopline.release.policy import ReleaseConfig
 
@@ -224,6 +225,9 @@ class ServingConfig(_Frozen):
     request_log_dir: str = ".loopline/serving/requests"
     request_log_max_bytes: int = Field(64 * 1024 * 1024, ge=4096)
     model_cache_dir: str = ".loopline/serving/models"
+    # The serving plan (running experiments, flags) every server evaluates per request.
+    experiments_plan: str = ".loopline/experiments/plan.json"
+    plan_check_s: float = Field(1.0, ge=0)
     faults: FaultConfig = FaultConfig()
 
     @model_validator(mode="after")
@@ -251,6 +255,7 @@ class Settings(_Frozen):
     serving: ServingConfig = ServingConfig()
     release: ReleaseConfig = ReleaseConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    experiments: ExperimentsConfig = ExperimentsConfig()
 
     # Resolved at load time: the directory relative paths are taken from.
     root: str = "."

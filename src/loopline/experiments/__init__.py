@@ -1,73 +1,91 @@
 """Experimentation: assignment, feature flags, rollouts, a statistics engine and decisions.
 
-Pure and typed; no I/O, no Prefect. The serving layer asks :mod:`.assignment` (or
-:mod:`.flags`) which variant a unit gets; the experiment flow aggregates logs per unit
-(:mod:`.metrics`), analyses them (:mod:`.analysis`, built on :mod:`.stats`,
-:mod:`.sequential`, :mod:`.bayes`) and acts on :func:`.decision.decide_experiment`.
-Planning lives in :mod:`.power`, adaptive allocation among prompt variants in :mod:`.bandit`.
-Configuration models are in :mod:`.policy`.
+Pure and typed (no I/O, no Prefect) except :mod:`.logs` and :mod:`.lifecycle`. The serving
+layer asks :mod:`.runtime` (built on :mod:`.assignment` and :mod:`.flags`) what a unit is
+served; the experiment flow aggregates logs per unit (:mod:`.logs`, :mod:`.metrics`),
+analyses them (:mod:`.analysis`, built on :mod:`.stats`, :mod:`.sequential`, :mod:`.bayes`),
+renders :mod:`.report` and acts on :func:`.decision.decide_experiment` through
+:mod:`.lifecycle` (MLflow, the prompt registry, the deployment, the audit trail). Planning
+lives in :mod:`.power`, adaptive allocation among prompt variants in :mod:`.bandit`,
+configuration models in :mod:`.policy`. Exports are imported on first use, so reading the
+configuration stays cheap.
 """
 
 from __future__ import annotations
 
-from loopline.experiments.analysis import ExperimentResult, MetricResult, analyze_experiment
-from loopline.experiments.assignment import (
-    Assignment,
-    AssignmentBatch,
-    Exposure,
-    Layer,
-    LayerBatch,
-    assign,
-    assign_many,
-    exposure,
-)
-from loopline.experiments.bandit import BetaBernoulliBandit, thompson_choose
-from loopline.experiments.bayes import BayesianResult, beta_binomial, normal_posterior
-from loopline.experiments.decision import Decision, VariantVerdict, decide_experiment
-from loopline.experiments.flags import (
-    FlagEvaluation,
-    RolloutDecision,
-    evaluate_flag,
-    next_rollout_step,
-    scheduled_step,
-)
-from loopline.experiments.hashing import bucket, buckets
-from loopline.experiments.metrics import ArmStats, RatioArmStats, UnitTable, aggregate_units
-from loopline.experiments.policy import (
-    AnalysisConfig,
-    Condition,
-    DecisionPolicy,
-    ExperimentsConfig,
-    ExperimentSpec,
-    FlagSpec,
-    GuardrailSpec,
-    LayerSpec,
-    MetricSpec,
-    RolloutSchedule,
-    SequentialConfig,
-    TargetingRule,
-    VariantSpec,
-)
-from loopline.experiments.power import (
-    mde_means,
-    mde_proportions,
-    sample_size_means,
-    sample_size_proportions,
-)
-from loopline.experiments.sequential import SequentialLook, sequential_look
-from loopline.experiments.stats import (
-    Comparison,
-    SrmResult,
-    bootstrap_difference,
-    correct_pvalues,
-    cuped,
-    mann_whitney,
-    ratio_test,
-    srm_check,
-    two_proportion_ztest,
-    welch_ttest,
-)
+from loopline.lazy import lazy_getattr
 
+_EXPORTS = {
+    "AnalysisConfig": "loopline.experiments.policy",
+    "ArmStats": "loopline.experiments.metrics",
+    "Assignment": "loopline.experiments.assignment",
+    "AssignmentBatch": "loopline.experiments.assignment",
+    "BayesianResult": "loopline.experiments.bayes",
+    "BetaBernoulliBandit": "loopline.experiments.bandit",
+    "Comparison": "loopline.experiments.stats",
+    "Condition": "loopline.experiments.policy",
+    "Decision": "loopline.experiments.decision",
+    "DecisionPolicy": "loopline.experiments.policy",
+    "ExperimentResult": "loopline.experiments.analysis",
+    "ExperimentSpec": "loopline.experiments.policy",
+    "ExperimentsConfig": "loopline.experiments.policy",
+    "Exposure": "loopline.experiments.assignment",
+    "FlagEvaluation": "loopline.experiments.flags",
+    "FlagSpec": "loopline.experiments.policy",
+    "GuardrailSpec": "loopline.experiments.policy",
+    "Layer": "loopline.experiments.assignment",
+    "LayerBatch": "loopline.experiments.assignment",
+    "LayerSpec": "loopline.experiments.policy",
+    "MetricResult": "loopline.experiments.analysis",
+    "MetricSpec": "loopline.experiments.policy",
+    "RatioArmStats": "loopline.experiments.metrics",
+    "RolloutDecision": "loopline.experiments.flags",
+    "RolloutSchedule": "loopline.experiments.policy",
+    "SequentialConfig": "loopline.experiments.policy",
+    "SequentialLook": "loopline.experiments.sequential",
+    "ServedExperiment": "loopline.experiments.runtime",
+    "ServedVariant": "loopline.experiments.runtime",
+    "ServingPlan": "loopline.experiments.runtime",
+    "SrmResult": "loopline.experiments.stats",
+    "TargetingRule": "loopline.experiments.policy",
+    "Timeline": "loopline.experiments.report",
+    "TimelinePoint": "loopline.experiments.report",
+    "Treatment": "loopline.experiments.runtime",
+    "UnitTable": "loopline.experiments.metrics",
+    "VariantSpec": "loopline.experiments.policy",
+    "VariantVerdict": "loopline.experiments.decision",
+    "aggregate_units": "loopline.experiments.metrics",
+    "analyze_experiment": "loopline.experiments.analysis",
+    "assign": "loopline.experiments.assignment",
+    "assign_many": "loopline.experiments.assignment",
+    "beta_binomial": "loopline.experiments.bayes",
+    "bootstrap_difference": "loopline.experiments.stats",
+    "bucket": "loopline.experiments.hashing",
+    "buckets": "loopline.experiments.hashing",
+    "correct_pvalues": "loopline.experiments.stats",
+    "cuped": "loopline.experiments.stats",
+    "decide_experiment": "loopline.experiments.decision",
+    "evaluate_flag": "loopline.experiments.flags",
+    "exposure": "loopline.experiments.assignment",
+    "mann_whitney": "loopline.experiments.stats",
+    "mde_means": "loopline.experiments.power",
+    "mde_proportions": "loopline.experiments.power",
+    "next_rollout_step": "loopline.experiments.flags",
+    "normal_posterior": "loopline.experiments.bayes",
+    "ratio_test": "loopline.experiments.stats",
+    "render_report": "loopline.experiments.report",
+    "resolve": "loopline.experiments.runtime",
+    "sample_size_means": "loopline.experiments.power",
+    "sample_size_proportions": "loopline.experiments.power",
+    "scheduled_step": "loopline.experiments.flags",
+    "sequential_look": "loopline.experiments.sequential",
+    "sequential_timeline": "loopline.experiments.report",
+    "srm_check": "loopline.experiments.stats",
+    "thompson_choose": "loopline.experiments.bandit",
+    "two_proportion_ztest": "loopline.experiments.stats",
+    "welch_ttest": "loopline.experiments.stats",
+}
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 __all__ = [
     "AnalysisConfig",
     "ArmStats",
@@ -96,8 +114,14 @@ __all__ = [
     "RolloutSchedule",
     "SequentialConfig",
     "SequentialLook",
+    "ServedExperiment",
+    "ServedVariant",
+    "ServingPlan",
     "SrmResult",
     "TargetingRule",
+    "Timeline",
+    "TimelinePoint",
+    "Treatment",
     "UnitTable",
     "VariantSpec",
     "VariantVerdict",
@@ -120,10 +144,13 @@ __all__ = [
     "next_rollout_step",
     "normal_posterior",
     "ratio_test",
+    "render_report",
+    "resolve",
     "sample_size_means",
     "sample_size_proportions",
     "scheduled_step",
     "sequential_look",
+    "sequential_timeline",
     "srm_check",
     "thompson_choose",
     "two_proportion_ztest",

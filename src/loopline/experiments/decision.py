@@ -137,7 +137,11 @@ def _guardrails(
             continue
         ilo, ihi = m.improvement_interval
         dlo, dhi = -ihi, -ilo
-        if math.isnan(dlo) or math.isnan(dhi):
+        if m.control_value == 0 and m.treatment_value == 0:
+            # no event in either arm (e.g. no errors at all): nothing degraded, and a
+            # relative interval around a zero control does not exist
+            reasons.append(f"guardrail {g.metric}: zero in both arms")
+        elif math.isnan(dlo) or math.isnan(dhi):
             pending.append(g.metric)
             reasons.append(f"guardrail {g.metric} interval undefined")
         elif dlo > g.max_relative_degradation:
