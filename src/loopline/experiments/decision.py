@@ -52,16 +52,21 @@ Rules, in order
 7. A ship candidate: ``ship`` the best one.
 8. The horizon is reached: ``roll_back`` every treatment (no variant earned a launch).
 9. Otherwise ``keep_running``.
+
+Experiments allocated by Thompson sampling are decided by :func:`decide_bandit` (the same
+safety rules 4-5, then ship the arm that is best with high posterior probability).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from loopline.experiments.analysis import ExperimentResult, MetricResult
-from loopline.experiments.policy import DecisionPolicy
+from loopline.experiments.bandit import BetaBernoulliBandit
+from loopline.experiments.policy import BanditPolicy, DecisionPolicy
 
 Action = Literal["ship", "keep_running", "stop_for_harm", "roll_back"]
 VariantStatus = Literal[
@@ -137,10 +142,25 @@ def _guardrails(
             continue
         ilo, ihi = m.improvement_interval
         dlo, dhi = -ihi, -ilo
-        if m.control_value == 0 and m.treatment_value == 0:
-            # no event in either arm (e.g. no errors at all): nothing degraded, and a
-            # relative interval around a zero control does not exist
-            reasons.append(f"guardrail {g.metric}: zero in both arms")
+        if m.control_value == 0:
+            # a relative change from zero does not exist: judge the absolute interval
+            alo, ahi = m.absolute_improvement_interval
+            if m.treatment_value == 0:
+                reasons.append(f"guardrail {g.metric}: zero in both arms")
+            elif -ahi > 0:  # confidently worse than a control that has none
+                breached.append(g.metric)
+                reasons.append(
+                    f"guardrail {g.metric}: {m.treatment_value:.4g} against none in control "
+                    f"(worse by [{-ahi:.4g}, {-alo:.4g}])"
+                )
+            elif -alo > 0:
+                pending.append(g.metric)
+                reasons.append(
+                    f"guardrail {g.metric}: {m.treatment_value:.4g} against none in control, "
+                    "not yet distinguishable"
+                )
+            else:
+                reasons.append(f"guardrail {g.metric}: better than a control of zero")
         elif math.isnan(dlo) or math.isnan(dhi):
             pending.append(g.metric)
             reasons.append(f"guardrail {g.metric} interval undefined")
@@ -305,3 +325,52 @@ def decide_experiment(result: ExperimentResult, policy: DecisionPolicy) -> Decis
             affected=result.treatments,
         )
     return out("keep_running", everyone)
+
+
+def bandit_state(
+    arms: tuple[str, ...], units: Mapping[str, int], successes: Mapping[str, float]
+) -> BetaBernoulliBandit:
+    """The Beta posteriors (uniform prior) of ``arms`` from units and rewarded units."""
+    bandit = BetaBernoulliBandit.new(arms)
+    for arm in arms:
+        n, s = int(units.get(arm, 0)), round(float(successes.get(arm, 0.0)))
+        bandit = bandit.update(arm, successes=s, failures=max(n - s, 0))
+    return bandit
+
+
+def decide_bandit(
+    result: ExperimentResult,
+    bandit: BetaBernoulliBandit,
+    policy: DecisionPolicy,
+    bandit_policy: BanditPolicy,
+) -> Decision:
+    """The decision for a Thompson-sampling experiment.
+
+    Safety first: a roll-back or stop for harm that :func:`decide_experiment` finds (guardrail
+    breach, primary harm) stands. Otherwise the arm whose posterior probability of being best
+    reaches ``ship_probability`` ships (control included: then the experiment ends with no
+    change), and until then the experiment keeps running. Effect sizes of an adaptively
+    allocated test are biased, so no cost-aware or sequential rule applies here.
+    """
+    base = decide_experiment(result, policy)
+    if base.action in ("roll_back", "stop_for_harm"):
+        return base
+    best = bandit.allocation(draws=bandit_policy.draws, seed=bandit_policy.seed)
+    shares = ", ".join(f"{arm} {100 * p:.1f} %" for arm, p in best.items())
+    n_min = min((result.units.get(a, 0) for a in bandit.arms), default=0)
+    alerts = tuple(a for a in base.alerts if not a.startswith("sample-ratio mismatch"))
+    if n_min < bandit_policy.min_units_per_variant:
+        reason = (
+            f"smallest arm has {n_min} units (< {bandit_policy.min_units_per_variant}); "
+            f"probability of being best: {shares}"
+        )
+        return Decision("keep_running", None, (), (reason,), alerts, True, base.verdicts)
+    arm, p = max(best.items(), key=lambda kv: kv[1])
+    if p >= bandit_policy.ship_probability:
+        reason = (
+            f"{arm} is best with probability {100 * p:.1f} % "
+            f"(>= {100 * bandit_policy.ship_probability:.0f} %); {shares}"
+        )
+        return Decision("ship", arm, (), (reason,), alerts, True, base.verdicts)
+    reason = f"no arm is best with {100 * bandit_policy.ship_probability:.0f} %: {shares}"
+    return Decision("keep_running", None, (), (reason,), alerts, True, base.verdicts)

@@ -78,6 +78,7 @@ class ExperimentRecord(BaseModel):
     outcome: dict[str, Any] | None = None
     mlflow_run_id: str | None = None
     analyses: list[dict[str, Any]] = Field(default_factory=list)
+    allocations: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -427,7 +428,12 @@ def create(
             _save(settings, record)
             _write_plan(settings, plan)
         except BaseException:
-            _record_path(settings, spec.name).unlink(missing_ok=True)
+            path = _record_path(settings, spec.name)
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # created by _save; empty again
+            if record.mlflow_run_id is not None:
+                _discard_run(settings, record.mlflow_run_id)
             _stop_candidate(settings, candidate)
             raise
     _audit(
@@ -480,6 +486,17 @@ def _start_mlflow_run(settings: Settings, record: ExperimentRecord) -> str:
         params.append(Param("holdout", str(record.spec.holdout)))
         client.log_batch(run.info.run_id, params=params, tags=[RunTag("status", "running")])
     return str(run.info.run_id)
+
+
+def _discard_run(settings: Settings, run_id: str) -> None:
+    """Delete the parent run of an experiment whose creation failed (best effort)."""
+    from loopline.registry.mlflow_registry import _mlflow_uris
+
+    with (
+        contextlib.suppress(Exception),
+        _mlflow_uris(settings.tracking_uri, settings.registry_uri),
+    ):
+        _client(settings).delete_run(run_id)
 
 
 def _variant_text(v: ServedVariant) -> str:
@@ -665,15 +682,34 @@ def analyze(
     units = load_units(settings, record)
     _check_columns(units.frame, metrics)
     spec = record.spec
+    weights = spec.expected_weights
+    thompson = spec.allocation == "thompson"
+    if thompson:
+        reward = settings.experiments.bandit.reward_column
+        if reward not in units.frame.columns:
+            raise ExperimentError(
+                f"experiments.bandit.reward_column {reward!r} is not a unit-table column"
+            )
+        # the allocation moved with the posteriors: a fixed expected split does not exist
+        counts = units.frame["variant"].value_counts()
+        total = max(int(counts.sum()), 1)
+        weights = {v: max(int(counts.get(v, 0)), 1) / total for v in spec.variant_names}
     result = analyze_experiment(
         units.frame,
         metrics,
         experiment=name,
         control=spec.control_name,
-        expected_weights=spec.expected_weights,
+        expected_weights=weights,
         config=settings.experiments.analysis,
     )
-    decision = decide_experiment(result, policy)
+    if thompson:
+        from loopline.experiments.decision import bandit_state, decide_bandit
+
+        rewarded = units.frame.groupby("variant")[reward].sum().to_dict()
+        bandit = bandit_state(spec.variant_names, result.units, rewarded)
+        decision = decide_bandit(result, bandit, policy, settings.experiments.bandit)
+    else:
+        decision = decide_experiment(result, policy)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}"
     analysis = Analysis(record, now, stamp, units, result, decision)
     if write:
@@ -850,6 +886,8 @@ def apply_decision(settings: Settings, analysis: Analysis) -> Applied:
     record, decision = analysis.record, analysis.decision
     action = decision.action
     if action == "keep_running":
+        if record.running and record.spec.allocation == "thompson":
+            return Applied(action, None, tuple(rebalance(settings, analysis)))
         return Applied(action, None, ())
     if not record.running:
         raise ExperimentError(f"experiment {record.name!r} is already {record.status}")
@@ -885,6 +923,42 @@ def apply_decision(settings: Settings, analysis: Analysis) -> Applied:
         {**outcome, "changes": changes},
     )
     return Applied(action, None, tuple(changes))
+
+
+def rebalance(settings: Settings, analysis: Analysis) -> list[str]:
+    """Thompson sampling: re-weight a running experiment's variants by each one's posterior
+    probability of being best on the reward (every arm keeps ``bandit.floor``), then
+    republish the plan. Nothing moves before every arm has ``min_units_per_variant`` units.
+    Units whose hash bucket crosses a moved boundary change arm; the analysis drops them."""
+    from loopline.experiments.decision import bandit_state
+
+    cfg = settings.experiments.bandit
+    record, result = analysis.record, analysis.result
+    if min(result.units.values(), default=0) < cfg.min_units_per_variant:
+        return []
+    rewarded = analysis.units.frame.groupby("variant")[cfg.reward_column].sum().to_dict()
+    bandit = bandit_state(record.spec.variant_names, result.units, rewarded)
+    shares = bandit.allocation(draws=cfg.draws, seed=cfg.seed, floor=cfg.floor)
+    variants = tuple(
+        v.model_copy(update={"weight": max(round(shares[v.name], 4), 1e-4)})
+        for v in record.spec.variants
+    )
+    with _locked(settings):
+        fresh = load_record(settings, record.name)
+        if not fresh.running:
+            return []
+        fresh.spec = fresh.spec.model_copy(update={"variants": variants})
+        fresh.allocations.append(
+            {"at": analysis.at, "weights": {v.name: v.weight for v in variants}}
+        )
+        others = [r for r in list_records(settings) if r.running and r.name != fresh.name]
+        plan = compile_plan(
+            settings, [*others, fresh], rollouts=_rollouts(settings), default=_default(settings)
+        )
+        _save(settings, fresh)
+        _write_plan(settings, plan)
+    analysis.record = fresh
+    return [f"allocation {', '.join(f'{v.name} {100 * v.weight:.1f} %' for v in variants)}"]
 
 
 def decide(
@@ -998,6 +1072,8 @@ def rollout_guard(settings: Settings, key: str, since: float) -> tuple[str, str]
     verdict = decide_experiment(result, policy).verdicts[0]
     if verdict.status in ("harmful", "guardrail_breach"):
         return "fail", "; ".join(verdict.reasons)
+    if verdict.pending_guardrails:  # not cleared (e.g. undefined): no evidence of no harm
+        return "inconclusive", "; ".join(verdict.reasons)
     return "pass", f"no harm detected ({verdict.status}; units {counts})"
 
 

@@ -84,6 +84,10 @@ class ExperimentSpec(_Frozen):
     traffic: float = Field(1.0, gt=0, le=1)
     bucket_range: tuple[int, int] | None = None
     holdout: float = Field(0.0, ge=0, lt=1)
+    allocation: Literal["fixed", "thompson"] = "fixed"
+    """``thompson``: the experiment flow re-weights the variants by their posterior
+    probability of being best on ``experiments.bandit.reward_column`` (a bandit optimises
+    reward; use ``fixed`` to measure effects)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
@@ -328,6 +332,24 @@ class DecisionPolicy(_Frozen):
     allow_ship_with_srm: bool = False
 
 
+class BanditPolicy(_Frozen):
+    """Thompson-sampling allocation (experiments with ``allocation: thompson``).
+
+    * ``reward_column``: a 0/1 column of the per-unit table (e.g. ``thumbs_up``).
+    * ``floor``: the share every arm keeps so none starves (the rest follows the posterior
+      probability of being best).
+    * ``ship_probability``: ship the arm whose probability of being best reaches it.
+    * ``min_units_per_variant``: no decision and no re-weighting before this many units.
+    """
+
+    reward_column: str = "thumbs_up"
+    floor: float = Field(0.05, ge=0, lt=0.5)
+    ship_probability: float = Field(0.95, gt=0.5, lt=1)
+    min_units_per_variant: int = Field(30, ge=1)
+    draws: int = Field(20_000, ge=1000)
+    seed: int = 0
+
+
 class ExperimentsConfig(_Frozen):
     """Everything the experiments package reads from the main configuration."""
 
@@ -338,6 +360,7 @@ class ExperimentsConfig(_Frozen):
     metrics: tuple[MetricSpec, ...] = ()
     analysis: AnalysisConfig = AnalysisConfig()
     decision: DecisionPolicy | None = None
+    bandit: BanditPolicy = BanditPolicy()
 
     @model_validator(mode="after")
     def _references(self) -> ExperimentsConfig:

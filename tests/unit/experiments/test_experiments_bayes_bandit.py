@@ -5,15 +5,26 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import special, stats
 
+from loopline.experiments.analysis import ExperimentResult, analyze_experiment
 from loopline.experiments.bandit import BetaBernoulliBandit, thompson_choose
 from loopline.experiments.bayes import (
     beta_binomial,
     beta_expected_shortfall,
     beta_prob_greater,
     normal_posterior,
+)
+from loopline.experiments.decision import bandit_state, decide_bandit
+from loopline.experiments.policy import (
+    AnalysisConfig,
+    BanditPolicy,
+    DecisionPolicy,
+    GuardrailSpec,
+    MetricSpec,
+    SequentialConfig,
 )
 
 
@@ -151,3 +162,69 @@ def test_thompson_sampling_concentrates_on_the_best_prompt() -> None:
     assert np.array_equal(
         again, thompson_choose(np.ones((5, 3)), np.ones((5, 3)), np.random.default_rng(1))
     )
+
+
+def _bandit_result(
+    rates: dict[str, float], n: int, errors: dict[str, float] | None = None
+) -> tuple[ExperimentResult, BetaBernoulliBandit]:
+    """A per-unit table with exactly ``rate · n`` rewarded units per arm, analysed as the lifecycle
+    does for a Thompson experiment (expected weights = observed shares)."""
+    rows: list[tuple[str, float, float]] = []
+    for arm, rate in rates.items():
+        err = (errors or {}).get(arm, 0.0)
+        wins, fails = round(rate * n), round(err * n)
+        rows.extend((arm, float(i < wins), float(i >= n - fails)) for i in range(n))
+    units = pd.DataFrame(rows, columns=["variant", "thumbs_up", "errors"])
+    units["requests"] = 1.0
+    metrics = (
+        MetricSpec(name="thumbs_up", kind="binary", column="thumbs_up"),
+        MetricSpec(
+            name="error_rate",
+            kind="ratio",
+            numerator="errors",
+            denominator="requests",
+            higher_is_better=False,
+        ),
+    )
+    names = tuple(rates)
+    result = analyze_experiment(
+        units,
+        metrics,
+        experiment="prompts",
+        control=names[0],
+        expected_weights={a: 1 / len(names) for a in names},
+        config=AnalysisConfig(sequential=SequentialConfig(planned_units_per_variant=n)),
+    )
+    rewarded = units.groupby("variant")["thumbs_up"].sum().to_dict()
+    return result, bandit_state(names, result.units, rewarded)
+
+
+POLICY = DecisionPolicy(
+    primary_metric="thumbs_up",
+    cost_metric=None,
+    guardrails=(GuardrailSpec(metric="error_rate", max_relative_degradation=0.5),),
+)
+
+
+def test_bandit_decision_ships_the_likely_best_arm_and_waits_otherwise() -> None:
+    cfg = BanditPolicy(min_units_per_variant=50)
+    result, bandit = _bandit_result({"a": 0.30, "b": 0.30, "c": 0.55}, 400)
+    decision = decide_bandit(result, bandit, POLICY, cfg)
+    assert decision.action == "ship" and decision.variant == "c"
+    assert "best with probability" in decision.reasons[0]
+    result, bandit = _bandit_result({"a": 0.30, "b": 0.31, "c": 0.30}, 400)
+    assert decide_bandit(result, bandit, POLICY, cfg).action == "keep_running"
+    result, bandit = _bandit_result({"a": 0.30, "b": 0.80}, 20)
+    early = decide_bandit(result, bandit, POLICY, cfg)
+    assert early.action == "keep_running" and "20 units" in early.reasons[0]
+    # a guardrail breach wins over a likely-best arm
+    result, bandit = _bandit_result({"a": 0.3, "b": 0.6}, 1000, errors={"a": 0.1, "b": 0.4})
+    unsafe = decide_bandit(result, bandit, POLICY, cfg)
+    assert unsafe.action == "roll_back" and unsafe.affected == ("b",)
+
+
+def test_bandit_state_counts_rewards_per_arm() -> None:
+    bandit = bandit_state(("a", "b"), {"a": 10, "b": 4}, {"a": 7.0})
+    assert bandit.alpha == (8.0, 1.0) and bandit.beta == (4.0, 5.0)
+    shares = bandit.allocation(floor=0.1)
+    assert shares["a"] > shares["b"] >= 0.1 and sum(shares.values()) == pytest.approx(1)
