@@ -770,3 +770,67 @@ def test_a_rollout_with_too_few_units_holds(settings: Settings) -> None:
     assert "too few units" in move["why"]
     assert current_plan(settings).generation == 1
     assert actions(settings) == ["rollout_started"]
+
+
+# --------------------------------------------------------------------------- Thompson sampling
+
+
+def test_a_thompson_experiment_moves_traffic_to_the_rewarded_prompt_and_ships_it(
+    small_settings: Build,
+) -> None:
+    """Three prompt-parameter arms under Thompson sampling; users rate arm ``b`` up far more
+    often. Each round the flow re-weights by P(best) (every arm keeps the floor), the plan
+    follows, and once ``b`` is best with 95 % it ships."""
+    settings = small_settings(
+        experiments={
+            **SMALL_EXPERIMENTS,
+            "bandit": {"min_units_per_variant": 10, "floor": 0.05, "ship_probability": 0.95},
+        }
+    )
+    spec = ExperimentSpec(
+        name="prompts",
+        allocation="thompson",
+        variants=(
+            VariantSpec(name="a", params={"seed": 1}),
+            VariantSpec(name="b", params={"seed": 2}),
+            VariantSpec(name="c", params={"seed": 3}),
+        ),
+    )
+    lifecycle.create(settings, spec, now=T0)
+    rates = {"a": 0.3, "b": 0.55, "c": 0.35}
+    rng = random.Random(5)
+    shares: list[dict[str, float]] = []
+    decisions: list[str] = []
+    start = 0
+    for round_ in range(12):
+        plan = current_plan(settings)
+        lines, ratings = [], {}
+        for i in range(start, start + 40):  # new users each round
+            unit = f"user-{i}"
+            arm = resolve(plan, unit).arms["prompts"]
+            rid = f"r-{i}"
+            lines.append(
+                log_line(plan, unit, ts=T0 + 10 + i, reply=good_reply(rng), request_id=rid)
+            )
+            ratings[rid] = 1.0 if rng.random() < rates[arm] else 0.0
+        start += 40
+        write_log(settings, "stable", lines)
+        write_feedback(settings, ratings)
+        analysis, applied = lifecycle.decide(settings, "prompts", now=T0 + 1000 * (round_ + 1))
+        decisions.append(analysis.decision.action)
+        record = lifecycle.load_record(settings, "prompts")
+        if record.allocations:
+            shares.append(record.allocations[-1]["weights"])
+        if analysis.decision.action == "ship":
+            assert applied is not None and applied.variant == "b"
+            break
+    assert decisions[-1] == "ship", decisions
+    assert len(record.allocations) >= 2  # re-weighted while it ran, then shipped
+    assert shares[-1]["b"] > 0.5 > max(shares[-1]["a"], shares[-1]["c"])
+    assert all(min(w.values()) >= 0.05 * 0.99 for w in shares)  # the floor holds
+    # while it ran, the plan served the re-weighted split
+    assert all(abs(sum(w.values()) - 1) < 1e-3 for w in shares)
+    assert record.status == "shipped" and current_plan(settings).default is not None
+    assert dict(current_plan(settings).default.params) == {"seed": 2}  # type: ignore[union-attr]
+    report = json.loads((Path(record.analyses[-1]["dir"]) / "report.json").read_text())
+    assert not report["srm"]["mismatch"]  # adaptive allocation: no fixed split to test
