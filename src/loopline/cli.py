@@ -139,7 +139,8 @@ def demo(
     requests: Annotated[int, typer.Option(help="Simulated requests per traffic phase.")] = 150,
 ) -> None:
     """The whole loop on embedded defaults: the pipeline, then serve the champion, monitor
-    ordinary and shifted traffic, and remediate the drift (retrain → gates → canary).
+    ordinary and shifted traffic, remediate the drift (retrain → gates → canary), and run an
+    A/B test of the first configured experiment with simulated users and their ratings.
     Runs with the `demo` environment overlay (a shorter canary) unless --env is given."""
     from loopline.demo import run_demo
 
@@ -161,9 +162,27 @@ def demo(
                 execute(settings, rec, progress=_echo)
         return {"drift": report.drift.status, "findings": [a.name for a in report.findings]}
 
+    def experiment() -> dict[str, Any]:
+        if not no_prefect:
+            return _run_flow(settings, "experiment", {"apply": True})
+        from loopline.experiments.lifecycle import decide, list_records
+
+        results = []
+        for record in [r for r in list_records(settings) if r.running]:
+            analysis, applied = decide(settings, record.name)
+            results.append(
+                {**analysis.summary(), "applied": applied.to_dict() if applied else None}
+            )
+        return {"experiments": results}
+
     try:
         result = run_demo(
-            settings, monitor, requests=requests, keep_serving=keep_serving, progress=_echo
+            settings,
+            monitor,
+            experiment=experiment,
+            requests=requests,
+            keep_serving=keep_serving,
+            progress=_echo,
         )
     except _deploy_errors() as exc:
         typer.secho(f"demo stopped: {exc}", fg=typer.colors.RED, err=True)
@@ -173,6 +192,7 @@ def demo(
         "\nWhat happened is in:\n"
         "  incidents    loopline monitor incidents --all\n"
         "  releases     loopline status\n"
+        "  experiments  loopline experiment status\n"
         f"  reports      {settings.path(settings.monitoring.state_dir) / 'runs'}"
     )
 

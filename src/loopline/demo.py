@@ -9,13 +9,18 @@ retrains on fresh data and releases through the gates and a canary. The steps:
 3. the traffic shifts (other registers, long prompts), then a monitor run: input drift →
    incident → retraining → gates → canary under live traffic → a new champion (or, if the
    new model is not better, an escalated incident with the champion still serving);
-4. the deployment is stopped unless ``keep_serving``.
+4. an A/B test of the first configured experiment (``experiments.experiments``): users with
+   ids send requests, rate the replies they get (a user likes a well-formed, complete
+   reply), and the experiment flow analyses the logs and acts on its decision;
+5. the deployment is stopped unless ``keep_serving``.
 
-``monitor`` is passed in, so the CLI can run it as the Prefect flow (or without Prefect).
+``monitor`` and ``experiment`` are passed in, so the CLI can run them as Prefect flows (or
+without Prefect).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -82,15 +87,77 @@ class Users:
             t.join(150)
 
 
+def ab_test(
+    settings: Settings,
+    url: str,
+    experiment: Callable[[], dict[str, Any]],
+    *,
+    users: int = 160,
+    rounds: int = 2,
+    progress: Progress = print,
+) -> dict[str, Any]:
+    """Step 4: start the first configured experiment (under a fresh name: names are never
+    reused), send ``rounds`` requests per simulated user, record their ratings in the
+    feedback log, and run ``experiment`` (the flow) once."""
+    import httpx
+
+    from loopline.experiments.lifecycle import create
+    from loopline.monitoring.monitor import monitoring_dir
+    from loopline.monitoring.simulation import clean_records
+    from loopline.serving.quality import reply_quality
+
+    if not settings.experiments.experiments or settings.experiments.decision is None:
+        progress("demo: no experiment configured (experiments.experiments): skipped")
+        return {}
+    base = settings.experiments.experiments[0]
+    spec = base.model_copy(update={"name": f"{base.name}-{time.strftime('%Y%m%d%H%M%S')}"})
+    create(settings, spec, progress=progress)
+    time.sleep(settings.serving.plan_check_s + 0.5)  # the servers pick the plan up
+    prompts = [str(r["prompt"]) for r in clean_records(users * rounds, seed=11)]
+    ratings: list[str] = []
+    arms: dict[str, int] = {}
+    with httpx.Client(base_url=url, timeout=120, trust_env=False) as http:
+        for i, prompt in enumerate(prompts):
+            body = {
+                "model": settings.model.name,
+                "user": f"demo-user-{i % users}",
+                "messages": [{"role": "user", "content": prompt}],
+            }
+            try:
+                r = http.post("/v1/chat/completions", json=body)
+            except httpx.HTTPError:
+                continue
+            if r.status_code != 200:
+                continue
+            arm = r.headers.get("x-loopline-experiments", "-")
+            arms[arm] = arms.get(arm, 0) + 1
+            text = r.json()["choices"][0]["message"]["content"]
+            liked = 1.0 if reply_quality(text) >= 0.9 else 0.0
+            ratings.append(json.dumps({"request_id": r.headers["x-request-id"], "rating": liked}))
+    feedback = monitoring_dir(settings) / "feedback"
+    feedback.mkdir(parents=True, exist_ok=True)
+    (feedback / f"{spec.name}.jsonl").write_text("\n".join(ratings) + "\n", encoding="utf-8")
+    progress(f"demo: {sum(arms.values())} requests of {users} users in {spec.name}: {arms}")
+    out = experiment()
+    for result in out.get("experiments", []):
+        d = result["decision"]
+        progress(
+            f"demo: experiment {result['experiment']}: {d['action']} ({'; '.join(d['reasons'])})"
+        )
+        progress(f"demo: report {result['report_dir']}/report.html")
+    return {"experiment": spec.name, "arms": arms, **out}
+
+
 def run_demo(
     settings: Settings,
     monitor: Callable[[], dict[str, Any]],
     *,
+    experiment: Callable[[], dict[str, Any]] | None = None,
     requests: int = 150,
     keep_serving: bool = False,
     progress: Progress = print,
 ) -> dict[str, Any]:
-    """Run steps 1-4 of the module docstring; returns what happened."""
+    """Run steps 1-5 of the module docstring; returns what happened."""
     from loopline.deploy.service import down, up
     from loopline.monitoring.simulation import clean_records, drifted_records
 
@@ -128,6 +195,8 @@ def run_demo(
             f"demo: champion v{out['champion_before']} -> v{out['champion_after']} "
             f"({out['statuses_during_remediation']} during the remediation)"
         )
+        if experiment is not None:
+            out["ab_test"] = ab_test(settings, url, experiment, progress=progress)
     finally:
         if not keep_serving:
             down(settings)
