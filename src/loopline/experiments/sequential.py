@@ -3,8 +3,9 @@
 Method
 ------
 Let Δ̂_n be the estimated difference (treatment − control) after n units, with estimated
-variance V_n (Welch: V = s²_T/n_T + s²_C/n_C; binary: p(1−p)/n per arm; ratio metrics:
-delta method). Asymptotically Δ̂_n ~ N(Δ, V_n). Mixing the likelihood ratio of
+variance V_n (Welch: V = s²_T/n_T + s²_C/n_C, for binary metrics too: s² is the sample
+variance of the 0/1 values, p(1−p)·n/(n−1), so an arm contributes p(1−p)/(n−1); ratio
+metrics: delta method). Asymptotically Δ̂_n ~ N(Δ, V_n). Mixing the likelihood ratio of
 N(Δ, V) against N(0, V) over a normal prior Δ ~ N(0, τ²) gives (Johari, Koomen, Pekelis &
 Walsh, "Peeking at A/B tests", KDD 2017; Robbins 1970)
 
@@ -184,6 +185,10 @@ def sequential_look(
         if m_c != 0:
             v_rel = var_t / m_c**2 + m_t**2 * var_c / m_c**4
             r_half = float(msprt_arrays(rel, v_rel, tau2 / m_c**2, alpha).half_width)
+            if not math.isfinite(r_half):
+                # degenerate delta method (a constant zero treatment, e.g. every request
+                # failed): the absolute sequence scaled by the control mean
+                r_half = half / abs(m_c)
         else:
             r_half = math.inf
         lo, hi = diff - half, diff + half
@@ -264,6 +269,8 @@ def sequential_path(
         rel = mt / mc - 1.0
         v_rel = vt / nt / mc**2 + mt**2 * (vc / nc) / mc**4
         rel_half = msprt_arrays(rel, v_rel, tau2 / mc**2, alpha).half_width
+        # degenerate delta method (constant zero treatment): absolute sequence / |control|
+        rel_half = np.where(np.isfinite(rel_half), rel_half, res.half_width / np.abs(mc))
     active = (np.minimum(nc, nt) >= min_units_per_variant) & (v > 0)
     p = np.where(active, res.p_value, 1.0)
     half = np.where(active, res.half_width, np.inf)

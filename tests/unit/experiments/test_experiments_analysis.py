@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from loopline.experiments import metrics
 from loopline.experiments.analysis import analyze_experiment
 from loopline.experiments.assignment import assign_many
 from loopline.experiments.decision import decide_experiment
@@ -72,6 +73,164 @@ def test_aggregate_units_reduces_events_and_drops_contaminated_units() -> None:
     assert frame.loc["u3", "resolved"] == 0 and frame.loc["u3", "tokens"] == 15
     with pytest.raises(KeyError):
         aggregate_units(events, {"missing": "sum"})
+
+
+AGGREGATIONS = ("sum", "mean", "max", "min", "count", "any", "first")
+
+
+def reference_aggregate_units(
+    events: pd.DataFrame, aggregations: dict[str, str], unit: str = "unit", variant: str = "variant"
+) -> tuple[pd.DataFrame, int]:
+    """The straightforward pandas version of ``aggregate_units``."""
+    variants_per_unit = events.groupby(unit, sort=False, observed=True)[variant].nunique()
+    conflicting = variants_per_unit.index[variants_per_unit > 1]
+    clean = events[~events[unit].isin(conflicting)]
+    grouped = clean.groupby(unit, sort=True, observed=True)
+    columns = {variant: grouped[variant].first()}
+    for column, how in aggregations.items():
+        if how == "any":
+            columns[column] = grouped[column].max().gt(0).astype(np.int64)
+        else:
+            columns[column] = grouped[column].agg(how)
+    return pd.DataFrame(columns).reset_index(), len(conflicting)
+
+
+def random_event_log(ids: str, variants: str, seed: int) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Events of 300 units (40 with a single row, every 7th without any value in the columns
+    with missing values, ~1 % of rows logged under another arm) with one column per column
+    kind and aggregation (``"x:sum"``...)."""
+    rng = np.random.default_rng(seed)
+    n_units = 256 if ids == "int8" else 300
+    n_rows = 2000
+    unit_index = np.concatenate(
+        [rng.integers(0, n_units - 40, n_rows - 40), np.arange(n_units - 40, n_units)]
+    )
+    rng.shuffle(unit_index)
+    arm = rng.integers(0, 3, n_units)[unit_index]
+    arm = np.where(rng.random(n_rows) < 0.01, (arm + 1) % 3, arm)
+    unit_ids: object
+    if ids == "int_dense":  # a lookup table instead of hashing
+        unit_ids = (1_000 + rng.permutation(n_units))[unit_index]
+    elif ids == "int8":  # the whole int8 range, (x - lo) wraps around
+        unit_ids = rng.permutation(np.arange(-128, 128, dtype=np.int8))[unit_index]
+    elif ids == "uint64":  # dense ids above 2**63
+        unit_ids = (np.uint64(2**64 - 1) - rng.permutation(n_units).astype(np.uint64))[unit_index]
+    elif ids == "int_sparse":  # hashed by pd.factorize
+        unit_ids = (rng.choice(2 * 10**12, n_units, replace=False) - 10**12)[unit_index]
+    else:  # strings, some rows without a unit id
+        names = np.array([f"user-{i}" for i in rng.permutation(n_units)], dtype=object)[unit_index]
+        names[rng.random(n_rows) < 0.01] = None
+        unit_ids = names
+    arms = np.array(["control", "b", "c"], dtype=object)[arm]
+    if variants == "missing":  # rows without a variant: ignored by the conflict check
+        arms[rng.random(n_rows) < 0.05] = None
+    variant: object = pd.Categorical(arms) if variants == "categorical" else arms
+
+    empty_units = (unit_index % 7 == 0)[:, None]
+    nan = (rng.random(n_rows) < 0.2) | empty_units[:, 0]
+    x = np.where(nan, np.nan, rng.normal(0.0, 50.0, n_rows).round(2))
+    ts = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 10**6, n_rows), unit="s")
+    base: dict[str, tuple[object, tuple[str, ...]]] = {
+        "x": (x, AGGREGATIONS),  # NaN in some rows, all NaN in some units
+        "f32": (x.astype(np.float32), AGGREGATIONS),
+        "i64": (rng.integers(-50, 1000, n_rows), AGGREGATIONS),
+        "huge": (rng.integers(2**50, 2**51, n_rows), AGGREGATIONS),  # sums beyond 2**53
+        "small8": (rng.integers(0, 2, n_rows).astype(np.int8), AGGREGATIONS),  # sums fit int8
+        "big8": (rng.integers(0, 120, n_rows).astype(np.int8), AGGREGATIONS),  # some do not
+        "u8": (rng.integers(0, 250, n_rows).astype(np.uint8), AGGREGATIONS),
+        "flag": (rng.random(n_rows) < 0.3, AGGREGATIONS),
+        "text": (np.where(nan, None, x.astype(str)), ("count", "first")),
+        "ts": (pd.Series(ts).where(~nan), ("max", "min", "count", "first")),
+        "nullable": (pd.array(np.where(nan, None, x), dtype="Float64"), AGGREGATIONS[:5]),
+    }
+    frame = pd.DataFrame({"unit": unit_ids, "variant": variant})
+    aggregations: dict[str, str] = {}
+    for name, (values, hows) in base.items():
+        for how in hows:
+            frame[f"{name}:{how}"] = np.asarray(values) if name != "nullable" else values
+            aggregations[f"{name}:{how}"] = how
+    return frame, aggregations
+
+
+def assert_same_unit_table(
+    events: pd.DataFrame, aggregations: dict[str, str], **names: str
+) -> pd.DataFrame:
+    table = aggregate_units(events, aggregations, **names)  # type: ignore[arg-type]
+    expected, n_conflicting = reference_aggregate_units(events, aggregations, **names)
+    assert table.n_conflicting_units == n_conflicting
+    assert list(table.frame.columns) == list(expected.columns)
+    assert isinstance(table.frame.index, pd.RangeIndex)
+    for column in expected.columns:
+        # Float sums and means are not Kahan-compensated: equal up to rounding; float32 columns
+        # are summed in float64 (pandas: float32), a difference under cancellation.
+        tol = {"rtol": 1e-5, "atol": 1e-3} if expected[column].dtype == np.float32 else {}
+        pd.testing.assert_series_equal(
+            table.frame[column], expected[column], check_exact=False, **({"rtol": 1e-12} | tol)
+        )
+    return table.frame
+
+
+@pytest.mark.parametrize(
+    ("ids", "variants"),
+    [
+        ("int_dense", "strings"),
+        ("int8", "strings"),
+        ("uint64", "categorical"),
+        ("int_sparse", "missing"),
+        ("str", "strings"),
+        ("str", "categorical"),
+        ("str", "missing"),
+    ],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_aggregate_units_matches_pandas_groupby(
+    ids: str, variants: str, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events, aggregations = random_event_log(ids, variants, seed)
+    frame = assert_same_unit_table(events, aggregations)
+    assert frame["unit"].is_monotonic_increasing and frame["unit"].is_unique
+    assert 0 < len(frame) < events["unit"].nunique()  # conflicting units were dropped
+    # The log's own edge cases occur: all-NaN units, single-row units, overflowing int8 sums.
+    assert frame["x:sum"].eq(0).any() and frame["x:mean"].isna().any()
+    assert frame["text:first"].isna().any() and frame["x:count"].eq(0).any()
+    assert frame["small8:sum"].dtype == np.int8 and frame["big8:sum"].dtype == np.int64
+    # Other column names, a reordered log (``first`` follows the rows) and row passes in
+    # many blocks.
+    shuffled = events.sample(frac=1.0, random_state=seed).rename(
+        columns={"unit": "user", "variant": "arm"}
+    )
+    monkeypatch.setattr(metrics, "_BLOCK", 97)
+    assert_same_unit_table(shuffled, aggregations, unit="user", variant="arm")
+
+
+def test_aggregate_units_edge_cases() -> None:
+    events, aggregations = random_event_log("int_dense", "strings", 0)
+    # Empty log: the columns of the unit table, no units, no conflicts.
+    empty = aggregate_units(events.iloc[:0], aggregations)  # type: ignore[arg-type]
+    assert list(empty.frame.columns) == ["unit", "variant", *aggregations]
+    assert len(empty.frame) == 0 and empty.n_conflicting_units == 0
+    assert_same_unit_table(events.iloc[:0], aggregations)
+    # Every unit conflicting: no units left.
+    both = pd.DataFrame({"unit": [1, 1, 2, 2], "variant": ["a", "b", "b", "a"], "x": 1.0})
+    table = aggregate_units(both, {"x": "sum"})
+    assert table.n_conflicting_units == 2 and table.frame.empty
+    assert list(table.frame.columns) == ["unit", "variant", "x"]
+    # One row per unit.
+    assert_same_unit_table(events.drop_duplicates("unit"), aggregations)
+    # A unit whose rows have no variant keeps a missing variant and is not conflicting.
+    no_arm = pd.DataFrame({"unit": ["u", "u", "v"], "variant": [None, None, "a"], "x": 1})
+    assert_same_unit_table(no_arm, {"x": "sum"})
+    # Unit ids of mixed types, one missing: ordered as pandas orders them.
+    mixed = pd.DataFrame(
+        {
+            "unit": pd.Series([2, "a", 1, "a", None, 1.5, "B"], dtype=object),
+            "variant": ["x", "x", "y", "x", "x", "y", "y"],
+            "x": [1.0, 2, 3, 4, 5, 6, 7],
+        }
+    )
+    assert list(assert_same_unit_table(mixed, {"x": "sum"})["unit"]) == [1, 1.5, 2, "B", "a"]
+    with pytest.raises(ValueError, match="unit column"):
+        aggregate_units(events, {"unit": "count"})
 
 
 def test_arm_statistics() -> None:
