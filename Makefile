@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 
-.PHONY: install demo demo-loop test test-container lint format bench-pipeline bench-serving bench-canary bench-drift bench-drift-detection bench-anomaly mlflow-ui prefect-ui clean-state
+.PHONY: install demo demo-loop test test-container lint format bench-pipeline bench-serving bench-canary bench-drift bench-drift-detection bench-anomaly bench-experiments mlflow-ui prefect-ui clean-state
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -68,3 +68,6 @@ bench-drift-detection: install
 
 bench-anomaly: install
 	$(VENV)/bin/python benchmarks/anomaly.py
+
+bench-experiments: install
+	$(VENV)/bin/python benchmarks/experiments.py
