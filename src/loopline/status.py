@@ -25,7 +25,28 @@ def collect_status(settings: Settings, audit_tail: int = 5) -> dict[str, Any]:
 
     info["deployment"] = deployment_status(settings)
     info["monitoring"] = monitoring_status(settings)
+    info["experiments"] = experiments_status(settings)
     return info
+
+
+def experiments_status(settings: Settings) -> list[dict[str, Any]]:
+    """Running experiments and the last decision of each (no new analysis)."""
+    from loopline.experiments.lifecycle import list_records
+
+    out = []
+    for r in list_records(settings):
+        if not r.running:
+            continue
+        last = r.analyses[-1] if r.analyses else {}
+        out.append(
+            {
+                "name": r.name,
+                "variants": [v.name for v in r.variants],
+                "units": last.get("units"),
+                "last_decision": last.get("action"),
+            }
+        )
+    return out
 
 
 def monitoring_status(settings: Settings) -> dict[str, Any] | None:
@@ -118,6 +139,11 @@ def format_status(info: dict[str, Any]) -> str:
         lines.append(f"    firing: {firing}")
         for inc in mon["open_incidents"]:
             lines.append(f"    incident {inc['id']} {inc['key']} {inc['status']}")
+    for exp in info.get("experiments") or ():
+        lines.append(
+            f"  experiment {exp['name']}: {', '.join(exp['variants'])}  units {exp['units'] or '-'}"
+            f"  last decision {exp['last_decision'] or '-'}"
+        )
     if info.get("audit"):
         lines.append("  recent audit entries:")
         for e in info["audit"]:

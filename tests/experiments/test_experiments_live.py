@@ -132,6 +132,13 @@ def test_model_version_ab_is_routed_by_variant_and_stopped_for_harm(
     assert record.routes == {"champion": "stable", "v2": "candidate"}
     plan = lifecycle.read_plan(project)
     assert plan is not None and [e.name for e in plan.experiments] == ["model-v2"]
+    from loopline.status import collect_status, format_status
+
+    info = collect_status(project)
+    assert info["experiments"] == [
+        {"name": "model-v2", "variants": ["champion", "v2"], "units": None, "last_decision": None}
+    ]
+    assert "experiment model-v2: champion, v2" in format_status(info)
     time.sleep(project.serving.plan_check_s + 0.5)  # servers look at the plan file every 1 s
 
     headers = send(router_url(project), project.model.name, range(120), rounds=2)
