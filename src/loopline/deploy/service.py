@@ -172,6 +172,14 @@ def deploy(
             raise DeployError(f"model {registry.name!r} has no alias {model!r} to deploy")
         if found.version == stable.version:
             raise DeployError(f"v{found.version} is already the stable version")
+        from loopline.experiments.lifecycle import list_records
+
+        pinned = [r.name for r in list_records(settings) if r.running and r.candidate_version]
+        if pinned:  # the candidate slot serves an A/B test of model versions
+            raise DeployError(
+                f"experiment {pinned[0]!r} is serving its model variant from the candidate "
+                "slot; decide or stop it first (loopline experiment decide|stop)"
+            )
         if stack.candidate is not None:  # left over from a crashed driver
             stop_pid(stack.candidate.pid)
             stack = save_stack(settings, replace(stack, candidate=None))

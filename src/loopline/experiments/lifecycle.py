@@ -357,7 +357,9 @@ def _start_candidate(settings: Settings, version: str) -> None:
     save_stack(settings, replace(load_stack(settings), candidate=server))
 
 
-def _stop_candidate(settings: Settings, version: str | None) -> None:
+def _stop_candidate(settings: Settings, version: str | None) -> bool:
+    """Stop the candidate server of ``version`` unless a running experiment still routes to
+    it; returns whether it was stopped."""
     from dataclasses import replace
 
     from loopline.deploy.stack import load_stack, save_stack, stop_pid
@@ -365,12 +367,15 @@ def _stop_candidate(settings: Settings, version: str | None) -> None:
 
     stack = load_stack(settings)
     if version is None or stack.candidate is None or stack.candidate.version != version:
-        return
+        return False
+    if any(r.running and r.candidate_version == version for r in list_records(settings)):
+        return False
     if stack.router is not None and stack.stable is not None:
         with RouterAdmin(stack.router.admin_url) as admin:
             admin.set_backends(stack.stable.url, None)
     stop_pid(stack.candidate.pid)
     save_stack(settings, replace(stack, candidate=None))
+    return True
 
 
 def definition(settings: Settings, name: str) -> ExperimentSpec:
@@ -905,16 +910,15 @@ def apply_decision(settings: Settings, analysis: Analysis) -> Applied:
         if variant != record.spec.control_name:
             changes = _ship(settings, record, variant)
         _end(settings, record, "shipped", {**outcome, "changes": changes})
-        if record.candidate_version is not None and not any("router stable" in c for c in changes):
-            _stop_candidate(settings, record.candidate_version)
+        shipped_model = any("router stable" in c for c in changes)
+        if not shipped_model and _stop_candidate(settings, record.candidate_version):
             changes.append(f"candidate v{record.candidate_version} stopped")
         _audit(settings, "experiment_shipped", record.name, {**outcome, "changes": changes})
         return Applied(action, variant, tuple(changes))
     status: Status = "rolled_back" if action == "roll_back" else "stopped"
     _end(settings, record, status, outcome)
     changes.append(f"all traffic back on {record.spec.control_name}")
-    if record.candidate_version is not None:
-        _stop_candidate(settings, record.candidate_version)
+    if _stop_candidate(settings, record.candidate_version):
         changes.append(f"candidate v{record.candidate_version} stopped")
     _audit(
         settings,
