@@ -10,6 +10,8 @@ effects these decisions name.
 * :mod:`~loopline.cost.planner`: ``plan_capacity(demand, catalog, slo) -> CapacityPlan`` (MILP).
 * :mod:`~loopline.cost.spot`: diversification, fallback rules, interruption simulation.
 * :mod:`~loopline.cost.recommend`: savings recommendations and rendered actions.
+* :mod:`~loopline.cost.aws`: the AWS adapter (boto3, imported only when called): bill import
+  from Cost Explorer and catalog price refresh. Not imported here.
 """
 
 from loopline.cost.budget import (

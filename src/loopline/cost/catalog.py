@@ -432,6 +432,99 @@ def parse_price_book(text: str, file: str = "<price book>") -> PriceBook:
     return PriceBook(header, tuple(prices), file)
 
 
+CATALOG_TITLE = "Loopline price catalog: CPU and GPU instance offers for AWS, GCP and Azure."
+_HEADER_WIDTH = 96
+_BREAK = re.compile(r"(?<=\S) (?=\S)")
+
+
+def catalog_file_name(as_of: date) -> str:
+    """The dated file name of a catalog as of ``as_of``: ``catalog-YYYY-MM.csv``."""
+    return f"catalog-{as_of:%Y-%m}.csv"
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal without exponent or trailing zeros (``0.2016``, ``55.04``, ``100``)."""
+    return format(value.normalize(), "f")
+
+
+def _plain_float(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _wrapped(key: str, text: str) -> list[str]:
+    """``# key: ...`` lines holding ``text``; the parser's join of them gives ``text`` back.
+
+    Lines break only at a single space between two non-space characters, so joining the
+    pieces with one space restores the text exactly.
+    """
+    lines: list[str] = []
+    current = ""
+    for piece in _BREAK.split(text):
+        if current and len(key) + len(current) + len(piece) + 4 > _HEADER_WIDTH:
+            lines.append(f"# {key}: {current}")
+            current = piece
+        else:
+            current = f"{current} {piece}" if current else piece
+    if current:
+        lines.append(f"# {key}: {current}")
+    return lines
+
+
+def render_catalog(catalog: Catalog, title: str = CATALOG_TITLE) -> str:
+    """The catalog as a dated CSV data file that :func:`parse_catalog` reads back unchanged.
+
+    The ``#`` header names ``as_of``, currency, unit, whether figures are approximate, the notes
+    (several notes are joined into one, as the parser joins ``note:`` lines), every source and
+    every refresh route; rows follow in catalog order with prices written exactly.
+    """
+    h = catalog.header
+    lines = [f"# {title}", f"# as_of: {h.as_of.isoformat()}", f"# currency: {h.currency}"]
+    if h.unit:
+        lines.append(f"# unit: {h.unit}")
+    lines.append(f"# approximate: {'true' if h.approximate else 'false'}")
+    note = " ".join(n.strip() for n in h.notes if n.strip())
+    if note:
+        lines += _wrapped("note", note)
+    lines += [f"# source: {source}" for source in h.sources]
+    lines += [f"# refresh: {route}" for route in h.refresh]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CATALOG_COLUMNS)
+    for o in catalog.offers:
+        writer.writerow(
+            [
+                o.cloud,
+                o.region,
+                o.instance_type,
+                o.vcpu,
+                _plain_float(o.memory_gib),
+                o.gpu_type or "",
+                o.gpu_count,
+                _plain(o.on_demand_hourly),
+                _plain(o.spot_hourly),
+                o.interruption_band,
+            ]
+        )
+    return "\n".join(lines) + "\n" + out.getvalue()
+
+
+def write_catalog(catalog: Catalog, folder: str | Path) -> Path:
+    """Write ``catalog`` to ``folder/catalog-YYYY-MM.csv`` (its ``as_of`` month) and return the
+    path, after checking that the text parses back to the same header and offers."""
+    name = catalog_file_name(catalog.as_of)
+    text = render_catalog(catalog)
+    back = parse_catalog(text, name)
+    h = catalog.header
+    expected_notes = tuple(n for n in (" ".join(x.strip() for x in h.notes if x.strip()),) if n)
+    if back.offers != catalog.offers or back.header != FileHeader(
+        h.as_of, h.currency, h.approximate, h.unit, expected_notes, h.sources, h.refresh
+    ):
+        raise CatalogError(f"{name}: the rendered catalog does not read back identically")
+    path = Path(folder) / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def _latest(pattern: re.Pattern[str]) -> tuple[str, str]:
     folder = resources.files("loopline.cost") / "data"
     names = sorted(

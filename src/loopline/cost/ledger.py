@@ -91,7 +91,8 @@ class CostLine:
     """One cost: ``amount`` USD for ``quantity`` ``unit`` of ``kind`` over ``[start, end)``.
 
     Token lines are instants (``start == end``). ``provider`` is who bills it (``openai``,
-    ``aws``, ``self-hosted``, ...).
+    ``aws``, ``self-hosted``, ...). ``estimated`` marks an amount the biller may still revise
+    (an imported bill for a period that is not closed yet).
     """
 
     line_id: str
@@ -104,6 +105,7 @@ class CostLine:
     quantity: Decimal
     unit: str
     detail: str = ""
+    estimated: bool = False
 
     def __post_init__(self) -> None:
         if not self.line_id:
@@ -433,6 +435,7 @@ class Ledger:
                     quantity=line.quantity * share,
                     unit=line.unit,
                     detail=line.detail,
+                    estimated=line.estimated,
                 )
             )
         return Ledger(tuple(kept))
@@ -487,6 +490,7 @@ class Ledger:
                 "quantity": line.quantity,
                 "unit": line.unit,
                 "detail": line.detail,
+                "estimated": line.estimated,
                 **{d: line.attribution.get(d) for d in ATTRIBUTION_DIMENSIONS},
             }
             for line in self.lines

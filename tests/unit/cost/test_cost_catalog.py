@@ -11,10 +11,13 @@ from loopline.cost.catalog import (
     CATALOG_COLUMNS,
     INTERRUPTION_BANDS,
     CatalogError,
+    catalog_file_name,
     load_catalog,
     load_price_book,
     parse_catalog,
     parse_price_book,
+    render_catalog,
+    write_catalog,
 )
 
 HEADER = "# title\n# as_of: 2026-11-01\n# source: a public price page\n"
@@ -124,3 +127,30 @@ def test_price_book_validation() -> None:
         parse_price_book(head + "openai,a,0.1,0.2\nopenai,b,0.1,-2\n", "p.csv")
     with pytest.raises(CatalogError, match="repeats row 1"):
         parse_price_book(head + "openai,a,0.1,0.2\nopenai,a,0.1,0.2\n", "p.csv")
+
+
+def test_rendering_the_shipped_catalog_gives_back_the_shipped_file() -> None:
+    catalog = load_catalog()
+    shipped = (
+        Path(__file__).resolve().parents[3] / "src" / "loopline" / "cost" / "data"
+    ) / catalog.source_file
+    text = render_catalog(catalog)
+    assert text == shipped.read_text(encoding="utf-8")
+    assert parse_catalog(text, catalog.source_file) == catalog
+
+
+def test_write_catalog_names_the_file_by_month_and_reads_back(tmp_path: Path) -> None:
+    text = (
+        "# title\n# as_of: 2026-12-03\n# approximate: false\n# note: one  note\n"
+        "# note: and a second\n# source: a page\n# source: another page\n"
+        + COLS
+        + "aws,us-east-1,p4d.24xlarge,96,1152.5,A100-40GB,8,32.77260,13.1090,>20%\n"
+        + "gcp,us-central1,e2-standard-4,4,16,,0,0.134,0.04,<5%\n"
+    )
+    catalog = parse_catalog(text, "x.csv")
+    path = write_catalog(catalog, tmp_path)
+    assert path.name == catalog_file_name(catalog.as_of) == "catalog-2026-12.csv"
+    back = load_catalog(path)
+    assert (back.header, back.offers) == (catalog.header, catalog.offers)
+    assert back.header.notes == ("one  note and a second",)
+    assert "32.7726,13.109" in path.read_text() and "1152.5" in path.read_text()

@@ -215,3 +215,24 @@ def test_hourly_buckets_add_up_to_daily_buckets() -> None:
     daily = ledger.by_period(start, start + timedelta(days=5), "day")
     for d, amount in enumerate(daily.amounts):
         assert sum(hourly.amounts[24 * d : 24 * (d + 1)]) == amount
+
+
+def test_an_estimated_line_stays_estimated_when_clipped_and_in_records() -> None:
+    line = CostLine(
+        "bill:1",
+        "compute",
+        Decimal("48"),
+        T0,
+        T0 + timedelta(days=2),
+        Attribution(team="search"),
+        "aws",
+        Decimal(48),
+        "hours",
+        estimated=True,
+    )
+    assert not CostLine(
+        "x", "compute", Decimal(1), T0, T0, Attribution(), "aws", Decimal(1), "h"
+    ).estimated
+    clipped = Ledger((line,)).window(T0, T0 + timedelta(days=1))
+    assert clipped.lines[0].estimated and clipped.total == Decimal("24")
+    assert Ledger((line,)).to_records()[0]["estimated"] is True
