@@ -66,16 +66,12 @@ analysis takes ~0.5 s.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import gc
 import json
 import math
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +79,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _peak import PeakRss
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -155,59 +152,6 @@ def make_events(rows: int, seed: int) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- memory
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _release_free_heap() -> None:
-    """Give freed heap pages back to the OS, so that reusing them counts as new memory."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-class PeakRss:
-    """Peak RSS above the baseline at start(): the kernel's reset high-water mark, or sampling."""
-
-    def __init__(self) -> None:
-        self.baseline = 0
-        self._sampled = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.method = "VmHWM reset via /proc/self/clear_refs"
-
-    def start(self) -> None:
-        gc.collect()
-        _release_free_heap()
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-        except OSError:
-            self.method = "RSS sampled every 5 ms"
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-        self.baseline = _status_kb("VmRSS")
-        self._sampled = self.baseline
-        if self._thread is not None:
-            self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self._sampled = max(self._sampled, _status_kb("VmRSS"))
-
-    def stop(self) -> float:
-        """MB above the baseline."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            peak = max(self._sampled, _status_kb("VmRSS"))
-        else:
-            peak = _status_kb("VmHWM")
-        return max(0, peak - self.baseline) / 1024
 
 
 # --------------------------------------------------------------------------- loopline

@@ -212,16 +212,25 @@ def _write_plan(settings: Settings, plan: ServingPlan) -> ServingPlan:
     return plan
 
 
+def _plan_with(
+    settings: Settings,
+    records: Sequence[ExperimentRecord] | None = None,
+    rollouts: Mapping[str, Rollout] | None = None,
+) -> ServingPlan:
+    """The plan of the stored state with ``records``/``rollouts`` standing in for the stored
+    ones (a change validated before anything is saved); the caller holds the lock."""
+    return compile_plan(
+        settings,
+        list_records(settings) if records is None else records,
+        rollouts=_rollouts(settings) if rollouts is None else rollouts,
+        default=_default(settings),
+    )
+
+
 def publish_plan(settings: Settings) -> ServingPlan:
     """Recompile the plan from the stored state and write it (servers pick it up)."""
     with _locked(settings):
-        plan = compile_plan(
-            settings,
-            list_records(settings),
-            rollouts=_rollouts(settings),
-            default=_default(settings),
-        )
-        return _write_plan(settings, plan)
+        return _write_plan(settings, _plan_with(settings))
 
 
 # --------------------------------------------------------------------------- creation
@@ -419,12 +428,7 @@ def create(
     )
     with _locked(settings):
         running = [r for r in list_records(settings) if r.running]
-        plan = compile_plan(
-            settings,
-            [*running, record],
-            rollouts=_rollouts(settings),
-            default=_default(settings),
-        )
+        plan = _plan_with(settings, [*running, record])
         if candidate is not None:
             progress(f"starting candidate v{candidate} for {spec.name}")
             _start_candidate(settings, candidate)
@@ -816,9 +820,7 @@ def _end(
         fresh.outcome = outcome
         _save(settings, fresh)
         others = [r for r in list_records(settings) if r.running]
-        plan = compile_plan(
-            settings, others, rollouts=_rollouts(settings), default=_default(settings)
-        )
+        plan = _plan_with(settings, others)
         _write_plan(settings, plan)
     if fresh.mlflow_run_id:
         from loopline.registry.mlflow_registry import _mlflow_uris
@@ -956,9 +958,7 @@ def rebalance(settings: Settings, analysis: Analysis) -> list[str]:
             {"at": analysis.at, "weights": {v.name: v.weight for v in variants}}
         )
         others = [r for r in list_records(settings) if r.running and r.name != fresh.name]
-        plan = compile_plan(
-            settings, [*others, fresh], rollouts=_rollouts(settings), default=_default(settings)
-        )
+        plan = _plan_with(settings, [*others, fresh])
         _save(settings, fresh)
         _write_plan(settings, plan)
     analysis.record = fresh
@@ -1016,12 +1016,7 @@ def start_rollout(settings: Settings, key: str, *, now: float | None = None) -> 
         rollouts = _rollouts(settings)
         state = Rollout(flag=key, step=0, since=now, history=[{"at": now, "step": 0}])
         rollouts[key] = state
-        plan = compile_plan(
-            settings,
-            list_records(settings),
-            rollouts=rollouts,
-            default=_default(settings),
-        )
+        plan = _plan_with(settings, rollouts=rollouts)
         _save_rollouts(settings, rollouts)
         _write_plan(settings, plan)
     _audit(settings, "rollout_started", key, {"percentage": settings.experiments.rollout.steps[0]})
@@ -1100,12 +1095,7 @@ def advance_rollouts(settings: Settings, *, now: float | None = None) -> list[di
                 fresh = rollouts[key]
                 fresh.step, fresh.since = move.step, now
                 fresh.history.append({"at": now, "step": move.step, "reason": move.reason})
-                plan = compile_plan(
-                    settings,
-                    list_records(settings),
-                    rollouts=rollouts,
-                    default=_default(settings),
-                )
+                plan = _plan_with(settings, rollouts=rollouts)
                 _save_rollouts(settings, rollouts)
                 _write_plan(settings, plan)
             _audit(
