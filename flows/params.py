@@ -53,3 +53,12 @@ class ExperimentParams(ProjectParams):
     )
     apply: bool = Field(True, description="Perform the decisions (ship, stop, roll back)")
     rollouts: bool = Field(True, description="Advance guarded flag rollouts")
+
+
+class CostParams(ProjectParams):
+    """The weekly cost run: report, dry-run capacity plan, savings recommendations."""
+
+    days: int = Field(7, ge=1, le=366, description="Days of spend the report covers")
+    forecast_days: int = Field(7, ge=1, le=366, description="Days of spend to forecast")
+    plan: bool = Field(True, description="Write a dry-run capacity plan for the next week")
+    recommend: bool = Field(True, description="Write savings recommendations")

@@ -873,6 +873,149 @@ def experiment_plan(project: ProjectOpt = Path("."), env: EnvOpt = None) -> None
     typer.echo("no plan published" if plan is None else plan.model_dump_json(indent=2))
 
 
+cost_app = typer.Typer(
+    help="Spend: the ledger, budgets and forecasts, capacity plans, savings recommendations.",
+    no_args_is_help=True,
+)
+app.add_typer(cost_app, name="cost")
+DaysOpt = Annotated[int, typer.Option("--days", min=1, max=366, help="Days to cover.")]
+
+
+def _cost_error(exc: Exception) -> typer.Exit:
+    typer.secho(f"cost error: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+@cost_app.command("report")
+def cost_report(
+    days: DaysOpt = 7,
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Spend of the last N days by scope and day, budgets with alerts before a breach, the
+    forecast; writes the HTML/JSON report and logs an MLflow run."""
+    from loopline.cost.operations import CostError, report
+
+    settings = _settings(project, env)
+    try:
+        result = report(settings, days=days)
+    except CostError as exc:
+        raise _cost_error(exc) from None
+    summary = result.to_dict()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    window = summary["window"]
+    typer.echo(
+        f"spend {summary['total']} USD from {window['start']} to {window['end']} "
+        f"({summary['requests']} requests, {summary['lines']} lines)"
+    )
+    for kind, amount in summary["by"]["kind"].items():
+        typer.echo(f"  {kind:<10} {amount}")
+    for b in summary["budgets"]:
+        typer.echo(
+            f"budget {b['name']}: {b['spent']} of {b['amount']:g} "
+            f"({100 * b['fraction_used']:.1f} %) {b['state']}"
+        )
+        for alert in b["alerts"]:
+            color = typer.colors.RED if alert["severity"] == "critical" else typer.colors.YELLOW
+            typer.secho(f"  alert {alert['kind']}: {alert['message']}", fg=color)
+    typer.echo(f"forecast: {result.forecast.summary_text()}")
+    typer.echo(f"report: {summary['report_dir']}/report.html")
+
+
+@cost_app.command("forecast")
+def cost_forecast(
+    days: DaysOpt = 7,
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Forecast the spend of the next N days with its prediction interval (writes nothing)."""
+    from loopline.cost.operations import CostError, forecast_spend
+
+    settings = _settings(project, env)
+    try:
+        fc = forecast_spend(settings, days=days)
+    except CostError as exc:
+        raise _cost_error(exc) from None
+    if as_json:
+        typer.echo(json.dumps(fc.to_dict(), indent=2, default=str))
+    elif fc.available:
+        for day in fc.daily():
+            typer.echo(
+                f"{day['day']}  {day['expected']:>12,.4f}  "
+                f"[{day['lower']:,.4f}, {day['upper']:,.4f}]  ({day['hours']} h)"
+            )
+    typer.echo(fc.summary_text())
+    if not fc.available:
+        raise typer.Exit(1)
+
+
+@cost_app.command("plan")
+def cost_plan(
+    demand: Annotated[
+        Path | None,
+        typer.Option("--demand", help="CSV with hour,tokens_per_s (default: the request log)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for the plan files.")] = None,
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Plan the serving fleet for the next week on the price catalog and write the plan with
+    its Terraform variables, node pools and HPA (a dry run: nothing is applied)."""
+    from loopline.cost.operations import CostError, plan
+
+    settings = _settings(project, env)
+    try:
+        result = plan(settings, demand_csv=demand, out=out)
+    except CostError as exc:
+        raise _cost_error(exc) from None
+    summary = result.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        typer.echo(result.plan.summary)
+        for reason in result.plan.reasons:
+            typer.echo(f"  {reason}")
+        for reason in (summary["apply"] or {}).get("reasons", []):
+            _echo(reason)
+        for path in result.files:
+            typer.echo(f"wrote {path}")
+    if not result.plan.feasible:
+        raise typer.Exit(1)
+
+
+@cost_app.command("recommend")
+def cost_recommend(
+    project: ProjectOpt = Path("."),
+    env: EnvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Savings recommendations from the logs and the experiments, with monthly estimates."""
+    from loopline.cost.operations import CostError, recommend
+
+    settings = _settings(project, env)
+    try:
+        result = recommend(settings)
+    except CostError as exc:
+        raise _cost_error(exc) from None
+    data = result.to_dict()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    if not result.items:
+        typer.echo("no recommendations")
+    for r in result.items:
+        typer.echo(f"{r.monthly_savings:>10,.2f} USD/month  {r.kind:<18} {r.title}")
+        for reason in r.reasons:
+            typer.echo(f"{'':>30}{reason}")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

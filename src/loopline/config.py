@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loopline.cost.policy import CostConfig
 from loopline.experiments.policy import ExperimentsConfig
 from loopline.monitoring.policy import MonitoringConfig
 from loopline.release.policy import ReleaseConfig
@@ -256,6 +257,7 @@ class Settings(_Frozen):
     release: ReleaseConfig = ReleaseConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     experiments: ExperimentsConfig = ExperimentsConfig()
+    cost: CostConfig = CostConfig()
 
     # Resolved at load time: the directory relative paths are taken from.
     root: str = "."

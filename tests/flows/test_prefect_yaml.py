@@ -56,3 +56,13 @@ def test_the_events_the_monitor_emits_match_the_triggers() -> None:
     expected = {e for d in deployments() for t in d.get("triggers", []) for e in t["expect"]}
     emitted = set(EVENTS.values()) | {"loopline.remediation.rollback"}
     assert expected == emitted
+
+
+def test_schedules_are_valid_crons_and_cost_runs_weekly() -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    for deployment in deployments():
+        for schedule in deployment.get("schedules", []):
+            CronSchedule(**schedule)  # raises on an invalid cron or timezone
+    [weekly] = {d["name"]: d for d in deployments()}["cost-weekly"]["schedules"]
+    assert weekly["cron"].split()[2:] == ["*", "*", "1"]  # Mondays

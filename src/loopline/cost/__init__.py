@@ -12,57 +12,68 @@ effects these decisions name.
 * :mod:`~loopline.cost.recommend`: savings recommendations and rendered actions.
 * :mod:`~loopline.cost.aws`: the AWS adapter (boto3, imported only when called): bill import
   from Cost Explorer and catalog price refresh. Not imported here.
+* :mod:`~loopline.cost.operations`: the I/O layer (request log, deployment records, reports,
+  plan files, MLflow); :mod:`~loopline.cost.report` renders the HTML report. Not imported here.
+
+Exports are imported on first use, so reading the configuration (which holds
+:class:`~loopline.cost.policy.CostConfig`) stays cheap.
 """
 
-from loopline.cost.budget import (
-    BudgetAlert,
-    BudgetStatus,
-    EnforcementDecision,
-    decide_enforcement,
-    evaluate_budget,
-    period_window,
-)
-from loopline.cost.catalog import (
-    Catalog,
-    CatalogError,
-    Offer,
-    PriceBook,
-    TokenPrice,
-    load_catalog,
-    load_price_book,
-)
-from loopline.cost.forecast import BacktestReport, Forecast, backtest, forecast
-from loopline.cost.ledger import (
-    Aggregation,
-    Attribution,
-    ComputeUsage,
-    CostLine,
-    Ledger,
-    LedgerError,
-    RequestUsage,
-    StorageUsage,
-    compute_line,
-    storage_line,
-    token_line,
-)
-from loopline.cost.planner import CapacityPlan, plan_capacity
-from loopline.cost.policy import (
-    AlertPolicy,
-    BudgetSpec,
-    CapacitySLO,
-    CostConfig,
-    EnforcementPolicy,
-    FallbackPolicy,
-    ForecastSpec,
-    InterruptionModel,
-    PlannerPolicy,
-    RecommendPolicy,
-    ThroughputSpec,
-)
-from loopline.cost.recommend import ActionPlan, Recommendation, decide_apply
-from loopline.cost.spot import SimulationReport, diversification, simulate_interruptions
+from loopline.lazy import lazy_getattr
 
+_EXPORTS = {
+    "AccountingPolicy": "loopline.cost.policy",
+    "ActionPlan": "loopline.cost.recommend",
+    "Aggregation": "loopline.cost.ledger",
+    "AlertPolicy": "loopline.cost.policy",
+    "Attribution": "loopline.cost.ledger",
+    "BacktestReport": "loopline.cost.forecast",
+    "BudgetAlert": "loopline.cost.budget",
+    "BudgetSpec": "loopline.cost.policy",
+    "BudgetStatus": "loopline.cost.budget",
+    "CapacityPlan": "loopline.cost.planner",
+    "CapacitySLO": "loopline.cost.policy",
+    "Catalog": "loopline.cost.catalog",
+    "CatalogError": "loopline.cost.catalog",
+    "ComputeUsage": "loopline.cost.ledger",
+    "CostConfig": "loopline.cost.policy",
+    "CostLine": "loopline.cost.ledger",
+    "EnforcementDecision": "loopline.cost.budget",
+    "EnforcementPolicy": "loopline.cost.policy",
+    "FallbackPolicy": "loopline.cost.policy",
+    "Forecast": "loopline.cost.forecast",
+    "ForecastSpec": "loopline.cost.policy",
+    "InterruptionModel": "loopline.cost.policy",
+    "Ledger": "loopline.cost.ledger",
+    "LedgerError": "loopline.cost.ledger",
+    "Offer": "loopline.cost.catalog",
+    "PlannerPolicy": "loopline.cost.policy",
+    "PriceBook": "loopline.cost.catalog",
+    "RecommendPolicy": "loopline.cost.policy",
+    "Recommendation": "loopline.cost.recommend",
+    "RequestUsage": "loopline.cost.ledger",
+    "SimulationReport": "loopline.cost.spot",
+    "StorageUsage": "loopline.cost.ledger",
+    "ThroughputSpec": "loopline.cost.policy",
+    "TokenPrice": "loopline.cost.catalog",
+    "backtest": "loopline.cost.forecast",
+    "compute_line": "loopline.cost.ledger",
+    "decide_apply": "loopline.cost.recommend",
+    "decide_enforcement": "loopline.cost.budget",
+    "diversification": "loopline.cost.spot",
+    "evaluate_budget": "loopline.cost.budget",
+    "forecast": "loopline.cost.forecast",
+    "load_catalog": "loopline.cost.catalog",
+    "load_price_book": "loopline.cost.catalog",
+    "period_window": "loopline.cost.budget",
+    "plan_capacity": "loopline.cost.planner",
+    "simulate_interruptions": "loopline.cost.spot",
+    "storage_line": "loopline.cost.ledger",
+    "token_line": "loopline.cost.ledger",
+}
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 __all__ = [
+    "AccountingPolicy",
     "ActionPlan",
     "Aggregation",
     "AlertPolicy",

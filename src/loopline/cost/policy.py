@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from loopline.cost.catalog import INTERRUPTION_BANDS, Offer
+from loopline.cost.catalog import INTERRUPTION_BANDS, Offer, Pricing
 
 Period = Literal["daily", "weekly", "monthly"]
 ATTRIBUTION_DIMENSIONS: tuple[str, ...] = ("model", "version", "variant", "team", "environment")
@@ -270,9 +270,56 @@ class RecommendPolicy(_Frozen):
     hours_per_month: float = Field(730.0, gt=0)
 
 
+# --------------------------------------------------------------------------- accounting
+
+
+class AccountingPolicy(_Frozen):
+    """How :mod:`~loopline.cost.operations` books this environment's own spend.
+
+    Token lines come from the request log, one per served request, attributed to the logged
+    model, version and variant, to ``team`` and to ``environment`` (default: the settings'
+    environment). ``token_pricing``: ``log`` takes a request's logged ``cost_usd`` (what the
+    server charged at ``serving.price_per_1k_*``) and falls back to the price book when a line
+    has none; ``price_book`` always prices from the book. ``price_book_models`` maps a served
+    model name to its ``provider/model`` entry in the price book (unmapped models are looked up
+    as ``self-hosted/<name>``).
+
+    Compute lines: every model-server process counts as ``replicas_per_server`` replicas of
+    the catalog offer ``server_offer`` (``cloud/region/instance_type``) at ``server_pricing``
+    while it runs. When it ran is read from the deployment records and the stack where they
+    say so, and otherwise from its first to its last logged request; a silence longer than
+    ``session_gap_minutes`` between two requests is taken as the server being down.
+    """
+
+    team: str = Field("unattributed", min_length=1)
+    environment: str | None = Field(None, min_length=1)
+    token_pricing: Literal["log", "price_book"] = "log"
+    price_book_models: dict[str, str] = Field(default_factory=dict)
+    server_offer: str = "aws/us-east-1/m7i.xlarge"
+    server_pricing: Pricing = "on_demand"
+    replicas_per_server: int = Field(1, ge=1)
+    session_gap_minutes: float = Field(30.0, gt=0)
+
+    @field_validator("price_book_models")
+    @classmethod
+    def _entries(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k, v in value.items() if "/" not in v.strip("/")]
+        if bad:
+            raise ValueError(f"price_book_models values must read 'provider/model': {bad}")
+        return value
+
+    @field_validator("server_offer")
+    @classmethod
+    def _offer_key(cls, value: str) -> str:
+        if len([p for p in value.split("/") if p]) != 3:
+            raise ValueError(f"server_offer {value!r} must read cloud/region/instance_type")
+        return value
+
+
 class CostConfig(_Frozen):
     """The ``cost`` section of the main configuration."""
 
+    accounting: AccountingPolicy = Field(default_factory=AccountingPolicy)
     slo: CapacitySLO | None = None
     planner: PlannerPolicy = Field(default_factory=PlannerPolicy)
     fallback: FallbackPolicy = Field(default_factory=FallbackPolicy)

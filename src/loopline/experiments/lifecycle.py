@@ -608,6 +608,21 @@ class Analysis:
                 "reasons": list(d.reasons),
                 "alerts": list(d.alerts),
                 "valid": d.valid,
+                # per treatment, what the cost recommendations read (loopline.cost.operations)
+                "verdicts": [
+                    {
+                        "variant": v.variant,
+                        "status": v.status,
+                        "primary_improvement": v.primary_improvement,
+                        "primary_interval": (
+                            list(v.primary_interval) if v.primary_interval is not None else None
+                        ),
+                        "cost_difference": v.cost_difference,
+                        "breached_guardrails": list(v.breached_guardrails),
+                        "pending_guardrails": list(v.pending_guardrails),
+                    }
+                    for v in d.verdicts
+                ],
             },
             "metrics": [
                 {

@@ -466,6 +466,10 @@ def test_analyze_reads_only_live_exposed_lines_and_decide_stops_harm(
     assert {p.name for p in out.iterdir()} == {"report.html", "report.json", "units.csv"}
     report = json.loads((out / "report.json").read_text())
     assert report["decision"]["action"] == "stop_for_harm"
+    # the per-treatment verdicts the cost recommendations read (loopline.cost.operations)
+    [verdict] = report["decision"]["verdicts"]
+    assert verdict["variant"] == "treat" and verdict["status"] == "harmful"
+    assert verdict["primary_interval"][1] < 0
     assert report["units"] == dict(expected) and report["mlflow_run_id"] == analysis.run_id
     assert "garbage" in (out / "report.html").read_text()
     assert len((out / "units.csv").read_text().splitlines()) == 1 + sum(expected.values())
