@@ -26,21 +26,17 @@ string. Every piece of text from the inputs is HTML-escaped.
 
 from __future__ import annotations
 
-import html
-import io
-import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loopline.cost.budget import BudgetStatus, EnforcementDecision
+from loopline.htmlreport import COLORS, bullet_list, esc, html_table, svg_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-    from matplotlib.typing import RcKeyType
 
 __all__ = ["DailyTable", "SpendChart", "render_report"]
 
@@ -79,10 +75,6 @@ class DailyTable:
 # --------------------------------------------------------------------------- formatting
 
 
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def usd(amount: Decimal | float) -> str:
     """Dollars with six decimals (token lines are fractions of a cent)."""
     return f"{Decimal(str(amount)).quantize(Decimal('0.000001')):,}"
@@ -97,22 +89,6 @@ def _when(t: datetime | None) -> str:
 
 
 # --------------------------------------------------------------------------- figure
-
-_LOCK = threading.Lock()
-_RC: dict[RcKeyType, Any] = {
-    "svg.hashsalt": "loopline-cost",
-    "svg.fonttype": "none",
-    "text.parse_math": False,
-    "font.size": 9.0,
-    "axes.titlesize": 10.0,
-    "axes.labelsize": 9.0,
-    "xtick.labelsize": 8.0,
-    "ytick.labelsize": 8.0,
-    "legend.fontsize": 8.0,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 
 
 def _days(times: Sequence[datetime]) -> list[float]:
@@ -130,7 +106,7 @@ def _draw(fig: Figure, chart: SpendChart) -> None:
     if len(chart.series) > 1:  # underneath, so that a scope carrying everything stays visible
         ax.step(x, chart.total, where="post", lw=3.0, color="#c8c8c8", label="total")
     for i, (label, values) in enumerate(chart.series):
-        ax.step(x, values, where="post", lw=1.1, color=_COLORS[i % len(_COLORS)], label=label)
+        ax.step(x, values, where="post", lw=1.1, color=COLORS[i % len(COLORS)], label=label)
     if chart.forecast_starts:
         fx = _days(chart.forecast_starts)
         ax.fill_between(
@@ -165,51 +141,10 @@ def _draw(fig: Figure, chart: SpendChart) -> None:
 
 
 def _svg(chart: SpendChart, label: str) -> str:
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    buffer = io.BytesIO()
-    with _LOCK, matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(8.0, 3.6), layout="constrained")
-        FigureCanvasAgg(fig)
-        try:
-            _draw(fig, chart)
-            fig.savefig(
-                buffer,
-                format="svg",
-                metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
-            )
-        finally:
-            fig.clear()
-    text = buffer.getvalue().decode("utf-8")
-    text = text[text.index("<svg") :]
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.DOTALL)
-    return text.replace("<svg ", f'<svg role="img" aria-label="{_esc(label)}" ', 1).strip()
+    return svg_figure(lambda fig: _draw(fig, chart), (8.0, 3.6), label, salt="loopline-cost")
 
 
 # --------------------------------------------------------------------------- sections
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
-    """An HTML table of already-escaped cells; ``numeric`` columns are right-aligned."""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
-            for i, c in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _list(items: Sequence[str]) -> str:
-    if not items:
-        return '<p class="muted">none</p>'
-    return "<ul>" + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
 
 
 def _scope(scope: Mapping[str, str]) -> str:
@@ -232,36 +167,36 @@ def _budgets(statuses: Sequence[BudgetStatus], decisions: Sequence[EnforcementDe
         )
         rows.append(
             [
-                _esc(s.budget.name),
-                _esc(_scope(s.budget.scope)),
-                _esc(f"{s.budget.period} from {s.period_start:%Y-%m-%d}"),
-                _esc(usd(s.spent)),
-                _esc(usd(s.budget.amount)),
-                _esc(_pct(s.fraction_used)),
-                _esc(projected),
-                f'<span class="badge {_esc(s.state)}">{_esc(s.state)}</span>',
+                esc(s.budget.name),
+                esc(_scope(s.budget.scope)),
+                esc(f"{s.budget.period} from {s.period_start:%Y-%m-%d}"),
+                esc(usd(s.spent)),
+                esc(usd(s.budget.amount)),
+                esc(_pct(s.fraction_used)),
+                esc(projected),
+                f'<span class="badge {esc(s.state)}">{esc(s.state)}</span>',
             ]
         )
-    table = _table(
+    table = html_table(
         ["budget", "scope", "period", "spent", "budget", "used", "projected period end", "state"],
         rows,
         {3, 4, 5, 6},
     )
     alert_rows = [
         [
-            _esc(a.budget),
+            esc(a.budget),
             f'<span class="badge {"critical" if a.severity == "critical" else "warning"}">'
-            f"{_esc(a.kind)}</span>",
-            _esc("before the breach" if a.before_breach else "breached"),
-            _esc(_when(a.expected_breach_at)),
-            _esc(_when(a.earliest_breach_at)),
-            _esc(a.message),
+            f"{esc(a.kind)}</span>",
+            esc("before the breach" if a.before_breach else "breached"),
+            esc(_when(a.expected_breach_at)),
+            esc(_when(a.earliest_breach_at)),
+            esc(a.message),
         ]
         for s in statuses
         for a in s.alerts
     ]
     alerts = (
-        _table(
+        html_table(
             ["budget", "alert", "when", "expected breach", "earliest breach", "message"],
             alert_rows,
             set(),
@@ -282,25 +217,25 @@ def _budgets(statuses: Sequence[BudgetStatus], decisions: Sequence[EnforcementDe
         "the breach, when the interval's upper bound reaches a threshold.</p>"
         f"{table}<h3>Alerts</h3>{alerts}"
         "<h3>Enforcement (what the policy would do; not performed by this report)</h3>"
-        f"{_list(enforcement)}<h3>Reasons</h3>{_list(reasons)}</section>"
+        f"{bullet_list(enforcement)}<h3>Reasons</h3>{bullet_list(reasons)}</section>"
     )
 
 
 def _daily(daily: DailyTable) -> str:
     rows = [
-        [_esc(f"{day:%Y-%m-%d}"), *(_esc(usd(a)) for a in amounts), _esc(usd(total))]
+        [esc(f"{day:%Y-%m-%d}"), *(esc(usd(a)) for a in amounts), esc(usd(total))]
         for day, amounts, total in zip(daily.days, daily.amounts, daily.totals, strict=True)
     ]
     total_row = [
         "<b>total</b>",
         *(
-            f"<b>{_esc(usd(sum((r[i] for r in daily.amounts), Decimal(0))))}</b>"
+            f"<b>{esc(usd(sum((r[i] for r in daily.amounts), Decimal(0))))}</b>"
             for i in range(len(daily.columns))
         ),
-        f"<b>{_esc(usd(sum(daily.totals, Decimal(0))))}</b>",
+        f"<b>{esc(usd(sum(daily.totals, Decimal(0))))}</b>",
     ]
     header = ["day (UTC)", *daily.columns, "total"]
-    table = _table(header, [*rows, total_row], set(range(1, len(header))))
+    table = html_table(header, [*rows, total_row], set(range(1, len(header))))
     return (
         '<section id="daily"><h2>Spend by day</h2>'
         '<p class="muted">USD per UTC day and scope; today is partial.</p>'
@@ -311,8 +246,8 @@ def _daily(daily: DailyTable) -> str:
 def _breakdowns(breakdowns: Mapping[str, Mapping[str, Decimal]]) -> str:
     parts = ['<section id="dimensions"><h2>Spend by dimension</h2>']
     for dim, values in breakdowns.items():
-        rows = [[_esc(k), _esc(usd(v))] for k, v in sorted(values.items(), key=lambda kv: -kv[1])]
-        parts.append(f"<h3>{_esc(dim)}</h3>" + _table([dim, "spend"], rows, {1}))
+        rows = [[esc(k), esc(usd(v))] for k, v in sorted(values.items(), key=lambda kv: -kv[1])]
+        parts.append(f"<h3>{esc(dim)}</h3>" + html_table([dim, "spend"], rows, {1}))
     parts.append("</section>")
     return "".join(parts)
 
@@ -347,14 +282,14 @@ def render_report(
 ) -> str:
     """A complete HTML5 document (see the module docstring); the same inputs give the same
     string, and every input text is escaped."""
-    head = [f"<header><h1>{_esc(title)}</h1>"]
+    head = [f"<header><h1>{esc(title)}</h1>"]
     if context:
         head.append(
-            _table(["context", "value"], [[_esc(k), _esc(v)] for k, v in context.items()], set())
+            html_table(["context", "value"], [[esc(k), esc(v)] for k, v in context.items()], set())
         )
-    head.append(f'<p class="big">Spend in the window: {_esc(usd(total))} USD</p>')
+    head.append(f'<p class="big">Spend in the window: {esc(usd(total))} USD</p>')
     if forecast_text:
-        head.append(f'<p class="muted">{_esc(forecast_text)}</p>')
+        head.append(f'<p class="muted">{esc(forecast_text)}</p>')
     head.append("</header>")
     svg = _svg(chart, "spend per hour by scope, with the forecast of the total")
     sections = [
@@ -368,13 +303,13 @@ def render_report(
     ]
     if breakdowns:
         sections.append(_breakdowns(breakdowns))
-    sections.append(f'<section id="notes"><h2>Notes</h2>{_list(notes)}</section>')
+    sections.append(f'<section id="notes"><h2>Notes</h2>{bullet_list(notes)}</section>')
     body = "\n".join(sections)
     return (
         "<!doctype html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"{body}\n"
         '<footer><p class="muted">Generated by loopline.cost.report.</p></footer>\n'
         "</body>\n</html>\n"

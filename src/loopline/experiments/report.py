@@ -53,11 +53,7 @@ is drawn; a module lock serialises that section between threads of this module.
 
 from __future__ import annotations
 
-import html
-import io
 import math
-import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -70,11 +66,11 @@ from loopline.experiments.analysis import ExperimentResult, MetricResult
 from loopline.experiments.decision import Decision
 from loopline.experiments.policy import AnalysisConfig, MetricSpec
 from loopline.experiments.sequential import resolve_mixing_sd, sequential_path
+from loopline.htmlreport import COLORS, bullet_list, esc, html_table, svg_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from matplotlib.typing import RcKeyType
 
 __all__ = ["Timeline", "TimelinePoint", "render_report", "sequential_timeline"]
 
@@ -317,10 +313,6 @@ def sequential_timeline(
 _MINUS = "−"
 
 
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _num(x: float | None) -> str:
     if x is None:
         return "—"
@@ -348,61 +340,13 @@ def _p(p: float) -> str:
 
 # --------------------------------------------------------------------------- figures
 
-_LOCK = threading.Lock()
-_RC: dict[RcKeyType, Any] = {
-    "svg.hashsalt": "loopline",
-    "svg.fonttype": "none",
-    "text.parse_math": False,
-    "font.size": 9.0,
-    "axes.titlesize": 10.0,
-    "axes.labelsize": 9.0,
-    "xtick.labelsize": 8.0,
-    "ytick.labelsize": 8.0,
-    "legend.fontsize": 8.0,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 _MARKERS = ("o", "s", "D", "^", "v", "P", "X")
 _WIDTH = 7.0
-_TAG = re.compile(r"<[^>]*>")
-_ID_REF = re.compile(r'(\bid="|xlink:href="#|\bhref="#|url\(#)')
-
-
-def _prefix_ids(svg: str, prefix: str) -> str:
-    """Prefix every element id and id reference inside tags (not in text content)."""
-
-    def tag(match: re.Match[str]) -> str:
-        return _ID_REF.sub(lambda m: m.group(1) + prefix, match.group(0))
-
-    return _TAG.sub(tag, svg)
 
 
 def _svg(draw: Callable[[Figure], None], size: tuple[float, float], index: int, label: str) -> str:
     """Draw a figure with ``draw`` and return it as inline SVG markup (see module docstring)."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    buffer = io.BytesIO()
-    with _LOCK, matplotlib.rc_context(_RC):
-        fig = Figure(figsize=size, layout="constrained")
-        FigureCanvasAgg(fig)
-        try:
-            draw(fig)
-            fig.savefig(
-                buffer,
-                format="svg",
-                metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
-            )
-        finally:
-            fig.clear()
-            del fig
-    text = buffer.getvalue().decode("utf-8")
-    text = text[text.index("<svg") :]
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.DOTALL)
-    text = _prefix_ids(text, f"ll{index}-")
-    return text.replace("<svg ", f'<svg role="img" aria-label="{_esc(label)}" ', 1).strip()
+    return svg_figure(draw, size, label, index=index, salt="loopline")
 
 
 def _forest_limits(points: Sequence[float], bounds: Sequence[float]) -> tuple[float, float]:
@@ -433,7 +377,7 @@ def _draw_forest(fig: Figure, result: ExperimentResult) -> None:
     )
     ax.axvline(0.0, color="#555555", linewidth=1.0, zorder=1)
     for y, j, m in rows:
-        color, marker = _COLORS[j % len(_COLORS)], _MARKERS[j % len(_MARKERS)]
+        color, marker = COLORS[j % len(COLORS)], _MARKERS[j % len(_MARKERS)]
         point = m.improvement
         lo, hi = m.improvement_interval
         lo_open = not (math.isfinite(lo) and lo >= xmin)
@@ -471,7 +415,7 @@ def _draw_forest(fig: Figure, result: ExperimentResult) -> None:
             [],
             [],
             marker=_MARKERS[j % len(_MARKERS)],
-            color=_COLORS[j % len(_COLORS)],
+            color=COLORS[j % len(COLORS)],
             label=(variant),
         )
     if treatments:
@@ -499,11 +443,11 @@ def _draw_timeline(fig: Figure, timeline: Timeline) -> None:
     alpha = timeline.alpha
     ax, axp = fig.subplots(2, 1, sharex=True, height_ratios=[2.2, 1.0])
     level = f"{100 * (1.0 - alpha):.4g}%"
-    ax.fill_between(x, lower, upper, color=_COLORS[0], alpha=0.25, linewidth=0)
-    ax.plot(x, diff, color=_COLORS[0], marker="o", markersize=2.5, linewidth=1.2)
+    ax.fill_between(x, lower, upper, color=COLORS[0], alpha=0.25, linewidth=0)
+    ax.plot(x, diff, color=COLORS[0], marker="o", markersize=2.5, linewidth=1.2)
     ax.axhline(0.0, color="#555555", linewidth=0.9)
-    ax.plot([], [], color=_COLORS[0], marker="o", markersize=2.5, label="difference")
-    ax.fill_between([], [], [], color=_COLORS[0], alpha=0.25, label=f"{level} conf. sequence")
+    ax.plot([], [], color=COLORS[0], marker="o", markersize=2.5, label="difference")
+    ax.fill_between([], [], [], color=COLORS[0], alpha=0.25, label=f"{level} conf. sequence")
     monitored = np.flatnonzero(np.isfinite(lower))
     if monitored.size == 0:
         ax.text(
@@ -522,7 +466,7 @@ def _draw_timeline(fig: Figure, timeline: Timeline) -> None:
     ax.set_title(f"{timeline.metric}: {timeline.variant} − {timeline.control}")
     ax.legend(loc="upper right", frameon=False)
     axp.plot(x, p, color="#333333", drawstyle="steps-post", linewidth=1.1, label="p-value")
-    axp.axhline(alpha, color=_COLORS[3], linestyle="--", linewidth=0.9, label=f"α = {alpha:.3g}")
+    axp.axhline(alpha, color=COLORS[3], linestyle="--", linewidth=0.9, label=f"α = {alpha:.3g}")
     axp.set_yscale("log")
     axp.yaxis.set_major_locator(LogLocator(base=10.0, numticks=5))
     axp.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -532,15 +476,15 @@ def _draw_timeline(fig: Figure, timeline: Timeline) -> None:
     first = timeline.first_rejection
     if first is not None:
         for axis in (ax, axp):
-            axis.axvline(x[first], color=_COLORS[3], linestyle="--", linewidth=0.8)
-        axp.plot([x[first]], [p[first]], marker="*", markersize=9, color=_COLORS[3])
+            axis.axvline(x[first], color=COLORS[3], linestyle="--", linewidth=0.8)
+        axp.plot([x[first]], [p[first]], marker="*", markersize=9, color=COLORS[3])
         axp.annotate(
             f"p ≤ α at {points[first].units} units",
             (x[first], p[first]),
             xytext=(6, -2),
             textcoords="offset points",
             fontsize=7,
-            color=_COLORS[3],
+            color=COLORS[3],
             va="top",
         )
     axp.legend(loc="lower left", frameon=False, ncols=2)
@@ -581,37 +525,17 @@ _STATUS_CLASS = {
 }
 
 
-def _list(items: Sequence[str], css: str = "") -> str:
-    if not items:
-        return '<p class="muted">none</p>'
-    cls = f' class="{css}"' if css else ""
-    return f"<ul{cls}>" + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
-    """An HTML table; cells are already escaped HTML, ``numeric`` columns right-aligned."""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = "".join(
-            f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
-            for i, c in enumerate(row)
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
 def _header(result: ExperimentResult, title: str, context: Mapping[str, str] | None) -> str:
     facts = (
-        f"control <b>{_esc(result.control)}</b>; treatments "
-        + ", ".join(f"<b>{_esc(t)}</b>" for t in result.treatments)
-        + f"; α per interval {_esc(f'{result.alpha:.4g}')}; p-values adjusted by "
-        f"{_esc(result.correction)}"
+        f"control <b>{esc(result.control)}</b>; treatments "
+        + ", ".join(f"<b>{esc(t)}</b>" for t in result.treatments)
+        + f"; α per interval {esc(f'{result.alpha:.4g}')}; p-values adjusted by "
+        f"{esc(result.correction)}"
     )
-    parts = [f"<header><h1>{_esc(title)}</h1>", f'<p class="muted">{facts}</p>']
+    parts = [f"<header><h1>{esc(title)}</h1>", f'<p class="muted">{facts}</p>']
     if context:
-        rows = [[_esc(k), _esc(v)] for k, v in context.items()]
-        parts.append(_table(["context", "value"], rows, set()))
+        rows = [[esc(k), esc(v)] for k, v in context.items()]
+        parts.append(html_table(["context", "value"], rows, set()))
     parts.append("</header>")
     return "\n".join(parts)
 
@@ -623,20 +547,20 @@ def _decision_section(decision: Decision) -> str:
         if decision.valid
         else '<span class="badge bad">data NOT valid</span>'
     )
-    target = f" <b>{_esc(decision.variant)}</b>" if decision.variant else ""
+    target = f" <b>{esc(decision.variant)}</b>" if decision.variant else ""
     affected = (
-        f"<p>affected: {', '.join(f'<b>{_esc(a)}</b>' for a in decision.affected)}</p>"
+        f"<p>affected: {', '.join(f'<b>{esc(a)}</b>' for a in decision.affected)}</p>"
         if decision.affected
         else ""
     )
-    verdicts = _table(
+    verdicts = html_table(
         ["variant", "status", "reasons"],
         [
             [
-                _esc(v.variant),
+                esc(v.variant),
                 f'<span class="badge {_STATUS_CLASS.get(v.status, "neutral")}">'
-                f"{_esc(v.status)}</span>",
-                _list(v.reasons),
+                f"{esc(v.status)}</span>",
+                bullet_list(v.reasons),
             ]
             for v in decision.verdicts
         ],
@@ -644,9 +568,9 @@ def _decision_section(decision: Decision) -> str:
     )
     return (
         '<section class="box" id="decision"><h2>Decision</h2>'
-        f'<p><span class="badge {badge}">{_esc(decision.action)}</span>{target} {valid}</p>'
-        f"{affected}<h3>Reasons</h3>{_list(decision.reasons)}"
-        f"<h3>Alerts</h3>{_list(decision.alerts, 'alerts')}"
+        f'<p><span class="badge {badge}">{esc(decision.action)}</span>{target} {valid}</p>'
+        f"{affected}<h3>Reasons</h3>{bullet_list(decision.reasons)}"
+        f"<h3>Alerts</h3>{bullet_list(decision.alerts, 'alerts')}"
         f"<h3>Verdicts</h3>{verdicts}</section>"
     )
 
@@ -657,7 +581,7 @@ def _srm_section(result: ExperimentResult) -> str:
     if len(names) != len(srm.observed):
         names = [f"arm {i}" for i in range(len(srm.observed))]
     rows = [
-        [_esc(name), str(obs), _pct(share, signed=False), _pct(expected, signed=False)]
+        [esc(name), str(obs), _pct(share, signed=False), _pct(expected, signed=False)]
         for name, obs, share, expected in zip(
             names, srm.observed, srm.observed_share, srm.expected_share, strict=True
         )
@@ -674,18 +598,18 @@ def _srm_section(result: ExperimentResult) -> str:
         else "The observed split is consistent with the configured allocation."
     )
     stats = (
-        f"χ² = {_esc(_num(srm.statistic))} on {srm.df} df, p = {_esc(_p(srm.p_value))} "
-        f"(threshold {_esc(f'{srm.threshold:g}')})"
+        f"χ² = {esc(_num(srm.statistic))} on {srm.df} df, p = {esc(_p(srm.p_value))} "
+        f"(threshold {esc(f'{srm.threshold:g}')})"
     )
     return (
         '<section id="srm"><h2>Sample-ratio mismatch</h2>'
-        f'<p>{badge} {stats}</p><p class="muted">{_esc(note)}</p>'
-        + _table(["arm", "units", "observed share", "expected share"], rows, {1, 2, 3})
+        f'<p>{badge} {stats}</p><p class="muted">{esc(note)}</p>'
+        + html_table(["arm", "units", "observed share", "expected share"], rows, {1, 2, 3})
         + "</section>"
     )
 
 
-def _results_table(result: ExperimentResult) -> str:
+def _resultstable(result: ExperimentResult) -> str:
     rows = []
     for m in result.metrics:
         if m.significantly_better:
@@ -695,25 +619,25 @@ def _results_table(result: ExperimentResult) -> str:
         else:
             css = ""
         rel = (
-            f"<span{css}>{_esc(_pct(m.relative_difference))}</span> "
-            f"[{_esc(_pct(m.relative_ci_low))}, {_esc(_pct(m.relative_ci_high))}] "
-            f'<span class="muted">{_esc(m.interval)}</span>'
+            f"<span{css}>{esc(_pct(m.relative_difference))}</span> "
+            f"[{esc(_pct(m.relative_ci_low))}, {esc(_pct(m.relative_ci_high))}] "
+            f'<span class="muted">{esc(m.interval)}</span>'
         )
         direction = "↑" if m.higher_is_better else "↓"
         reduction = m.cuped_variance_reduction
         rows.append(
             [
-                f'{_esc(m.metric)} <span class="muted">{direction}</span>',
-                _esc(m.variant),
-                f'{_esc(_num(m.control_value))} <span class="muted">n={m.n_control}</span>',
-                f'{_esc(_num(m.treatment_value))} <span class="muted">n={m.n_treatment}</span>',
+                f'{esc(m.metric)} <span class="muted">{direction}</span>',
+                esc(m.variant),
+                f'{esc(_num(m.control_value))} <span class="muted">n={m.n_control}</span>',
+                f'{esc(_num(m.treatment_value))} <span class="muted">n={m.n_treatment}</span>',
                 rel,
-                _esc(_p(m.p_value)),
-                _esc(_p(m.adjusted_p_value)),
-                _esc(m.method),
-                "—" if m.prob_beat_control is None else _esc(_pct(m.prob_beat_control, False)),
-                _esc(_num(m.expected_loss)),
-                "—" if reduction is None else _esc(_pct(reduction, signed=False)),
+                esc(_p(m.p_value)),
+                esc(_p(m.adjusted_p_value)),
+                esc(m.method),
+                "—" if m.prob_beat_control is None else esc(_pct(m.prob_beat_control, False)),
+                esc(_num(m.expected_loss)),
+                "—" if reduction is None else esc(_pct(reduction, signed=False)),
             ]
         )
     header = [
@@ -733,13 +657,13 @@ def _results_table(result: ExperimentResult) -> str:
         '<section id="results"><h2>Results</h2>'
         '<p class="muted">↑/↓: the metric\'s good direction. Coloured differences are '
         "significant at the interval's level.</p>"
-        + _table(header, rows, {2, 3, 5, 6, 8, 9, 10})
+        + html_table(header, rows, {2, 3, 5, 6, 8, 9, 10})
         + "</section>"
     )
 
 
 def _timeline_section(timeline: Timeline, index: int) -> str:
-    head = f"<h3>{_esc(timeline.metric)}: {_esc(timeline.variant)} vs {_esc(timeline.control)}</h3>"
+    head = f"<h3>{esc(timeline.metric)}: {esc(timeline.variant)} vs {esc(timeline.control)}</h3>"
     if not timeline.points:
         return f'<div class="timeline">{head}<p class="muted">no looks</p></div>'
     svg = _svg(
@@ -764,7 +688,7 @@ def _timeline_section(timeline: Timeline, index: int) -> str:
     )
     return (
         f'<div class="timeline">{head}<figure>{svg}</figure>'
-        f'<p class="muted">{_esc(summary)}</p></div>'
+        f'<p class="muted">{esc(summary)}</p></div>'
     )
 
 
@@ -802,7 +726,7 @@ def render_report(
         )
     else:
         sections.append('<section id="effects"><h2>Effects</h2><p>No metric results.</p></section>')
-    sections.append(_results_table(result))
+    sections.append(_resultstable(result))
     if timelines:
         parts = [
             '<section id="timelines"><h2>Sequential timelines</h2>'
@@ -818,7 +742,7 @@ def render_report(
         "<!doctype html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"{body}\n"
         '<footer><p class="muted">Generated by loopline.experiments.report.</p></footer>\n'
         "</body>\n</html>\n"
